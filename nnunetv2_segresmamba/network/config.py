@@ -1,0 +1,69 @@
+"""The network's configuration: everything SegResMamba's constructor needs, with the paper's values
+as defaults (1 input channel, 14 BTCV classes, isotropic stride 2 everywhere, a 128^3 patch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from .blocks import Triple
+
+ENCODER_BLOCKS = ("cmmb", "segmamba")
+
+
+def _isotropic(n: int) -> tuple[Triple, ...]:
+    return tuple((2, 2, 2) for _ in range(n))
+
+
+@dataclass(frozen=True)
+class SegResMambaConfig:
+    in_channels: int = 1
+    num_classes: int = 14
+    widths: tuple[int, ...] = (48, 96, 192, 384)
+    stem_kernel: int = 7
+    stem_stride: Triple = (2, 2, 2)
+    # One stride per downsampling between levels (len(widths) - 1).
+    down_strides: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(3))
+    # Stride of each level's CMMB inner conv k5 / transposed conv k5 (1 keeps the grid on that axis).
+    inner_strides: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(4))
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    # Ablations of the paper's Table 4: "segmamba" = Exp 1 (SegMamba-style stage, no extra conv),
+    # "cmmb" without extra conv = Exp 2, "cmmb" with extra conv = Exp 3 (the full model).
+    encoder_block: str = "cmmb"
+    extra_conv_before_downsampling: bool = True
+    segmamba_depth: int = 2
+    skip_expansion: int = 2
+    deep_supervision: bool = False
+
+    def __post_init__(self) -> None:
+        levels = len(self.widths)
+        if len(self.down_strides) != levels - 1 or len(self.inner_strides) != levels:
+            raise ValueError(f"{levels} levels need {levels - 1} down_strides and {levels} inner_strides")
+        if self.encoder_block not in ENCODER_BLOCKS:
+            raise ValueError(f"encoder_block must be one of {ENCODER_BLOCKS}, got {self.encoder_block!r}")
+        for stride in (self.stem_stride, *self.down_strides, *self.inner_strides):
+            if any(s not in (1, 2) for s in stride):
+                raise ValueError(f"strides must be 1 or 2 per axis, got {stride}")
+
+    @property
+    def level_strides(self) -> tuple[Triple, ...]:
+        """Cumulative stride of each encoder level's grid relative to the input."""
+        out, current = [], (1, 1, 1)
+        for stride in (self.stem_stride, *self.down_strides):
+            current = tuple(c * s for c, s in zip(current, stride))
+            out.append(current)
+        return tuple(out)  # type: ignore[return-value]
+
+    @property
+    def divisor(self) -> Triple:
+        """Per axis, what the input size must be a multiple of (smaller inputs are padded to it)."""
+        return tuple(max(level[a] * inner[a] for level, inner in zip(self.level_strides, self.inner_strides))
+                     for a in range(3))  # type: ignore[return-value]
+
+    def deepest_grid(self, patch_size: tuple[int, ...]) -> Triple:
+        return tuple(math.ceil(p / d) for p, d in zip(patch_size, self.divisor))  # type: ignore[return-value]
+
+    def with_(self, **changes) -> "SegResMambaConfig":
+        return replace(self, **changes)

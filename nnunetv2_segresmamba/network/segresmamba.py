@@ -1,0 +1,85 @@
+"""SegResMamba (Das et al., MIDL 2025, section 2), built from a :class:`SegResMambaConfig`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import ChannelMLPSkip, NormConv
+from .config import SegResMambaConfig
+from .decoder import SegResNetDecoder
+from .encoder_blocks import ConvMambaMixedBlock, SegMambaStage
+
+
+class EncoderLevel(nn.Sequential):
+    """Level i > 0: [IN + Conv k3 (the paper's extra conv)], IN + Conv k2 s2 downsampling, then the
+    level's block. Level 0 is the block alone (the stem already downsampled)."""
+
+    def __init__(self, config: SegResMambaConfig, level: int):
+        width = config.widths[level]
+        mamba = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand)
+        layers: list[nn.Module] = []
+        if level > 0:
+            previous = config.widths[level - 1]
+            if config.extra_conv_before_downsampling:
+                layers.append(NormConv(previous, previous, 3))
+            stride = config.down_strides[level - 1]
+            layers.append(NormConv(previous, width, stride, stride))
+        if config.encoder_block == "cmmb":
+            layers.append(ConvMambaMixedBlock(width, config.inner_strides[level], **mamba))
+        else:
+            layers.append(SegMambaStage(width, config.segmamba_depth, **mamba))
+        super().__init__(*layers)
+
+
+class SegResMamba(nn.Module):
+    def __init__(self, config: SegResMambaConfig | None = None):
+        super().__init__()
+        self.config = config = config or SegResMambaConfig()
+        self.stem = nn.Conv3d(config.in_channels, config.widths[0], config.stem_kernel, config.stem_stride,
+                              config.stem_kernel // 2)
+        self.levels = nn.ModuleList(EncoderLevel(config, i) for i in range(len(config.widths)))
+        skip_widths = [config.skip_expansion * w for w in config.widths]
+        self.skips = nn.ModuleList(ChannelMLPSkip(w, s) for w, s in zip(config.widths, skip_widths))
+        self.decoder = SegResNetDecoder(skip_widths[::-1], config.down_strides[::-1], config.num_classes,
+                                        config.stem_stride)
+        self.deep_supervision = config.deep_supervision
+
+    @property
+    def deep_supervision(self) -> bool:
+        return self.decoder.deep_supervision
+
+    @deep_supervision.setter
+    def deep_supervision(self, enabled: bool) -> None:
+        self.decoder.deep_supervision = bool(enabled)
+
+    def deep_supervision_scales(self) -> list[list[float]]:
+        """Per output (finest first), the size of that output relative to the input, per axis."""
+        # The decoder's stages end on the grids of encoder levels n-2 ... 0; the heads read them finest first.
+        return [[1.0, 1.0, 1.0]] + [[1.0 / s for s in level] for level in self.config.level_strides[:-1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if x.dim() != 5:
+            raise ValueError(f"SegResMamba takes (batch, channels, D, H, W) volumes; got shape {tuple(x.shape)}")
+        size = x.shape[2:]
+        pad = [(-s) % d for s, d in zip(size, self.config.divisor)]
+        if any(pad):
+            # F.pad lists the last axis first.
+            x = F.pad(x, [p for amount in reversed(pad) for p in (0, amount)])
+        features = self.stem(x)
+        skips = []
+        for level, skip in zip(self.levels, self.skips):
+            features = level(features)
+            skips.append(skip(features))
+        out = self.decoder(skips[::-1])
+        if not any(pad):
+            return out
+        if isinstance(out, list):
+            return [self._crop(o, size, scale) for o, scale in zip(out, self.deep_supervision_scales())]
+        return self._crop(out, size, (1.0, 1.0, 1.0))
+
+    @staticmethod
+    def _crop(x: torch.Tensor, size, scale) -> torch.Tensor:
+        target = [max(1, round(s * f + 0.4999)) for s, f in zip(size, scale)]
+        return x[:, :, : target[0], : target[1], : target[2]]

@@ -1,0 +1,105 @@
+"""Pure-PyTorch selective scan: runs on any device, used on CPUs and wherever mamba-ssm is absent.
+
+The recurrence h_t = a_t * h_{t-1} + b_t is evaluated as a two-level scan over chunks of T tokens:
+
+1. all chunks at once, each from a zero state: T steps over tensors that hold every chunk;
+2. the state entering each chunk: one step per chunk, carrying the chunk-final states forward;
+3. each token's true state = its chunk-local state + (decay since chunk start) * entering state.
+
+With T about sqrt(length) that is about 2*sqrt(length) small Python steps instead of `length`, while
+every state is still computed exactly once. All arithmetic (state, decays, accumulation) runs in
+float32 (float64 for float64 inputs) whatever the input dtype, so fp16 autocast cannot overflow the scan. The decay since the chunk
+start is a running product of exp(delta * A) <= 1, so no factor ever exceeds 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def default_chunk_size(length: int) -> int:
+    return int(min(256, max(8, round(math.sqrt(length)))))
+
+
+def selective_scan_torch(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = True,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Same arguments and result as :func:`selective_scan_reference`; returns ``u``'s dtype."""
+    out_dtype = u.dtype
+    # float32 at least (fp16/bf16 inputs are upcast); float64 inputs stay float64 for exact checks.
+    compute = torch.promote_types(u.dtype, torch.float32)
+    batch, channels, length = u.shape
+    groups, d_state = B.shape[1], A.shape[1]
+    if channels % groups:
+        raise ValueError(f"{channels} channels cannot be split into {groups} groups of B and C")
+    per_group = channels // groups
+
+    u = u.to(compute)
+    delta = delta.to(compute)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(compute)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+
+    chunk = chunk_size or default_chunk_size(length)
+    num_chunks = -(-length // chunk)
+    padding = num_chunks * chunk - length
+    # Padded tokens have delta = 0: decay 1 and no input, so they leave the state untouched.
+    u_p, delta_p, B_p, C_p = (F.pad(t.to(compute), (0, padding)) for t in (u, delta, B, C))
+
+    # Layout (token-in-chunk, batch, group, channel-in-group, state, chunk): the token axis leads, so
+    # each step of the loops below reads and writes contiguous memory.
+    def tokens_first(t: torch.Tensor, rows: int) -> torch.Tensor:
+        return t.reshape(batch, groups, rows, num_chunks, chunk).permute(4, 0, 1, 2, 3)
+
+    u_c = tokens_first(u_p, per_group).unsqueeze(-2)  # (T, b, g, dg, 1, nc)
+    delta_c = tokens_first(delta_p, per_group).unsqueeze(-2)
+    B_c = tokens_first(B_p, d_state).unsqueeze(3)  # (T, b, g, 1, n, nc)
+    C_c = tokens_first(C_p, d_state).unsqueeze(3)
+    A_c = A.to(compute).view(1, 1, groups, per_group, d_state, 1)
+
+    log_decay = delta_c * A_c
+    decay = torch.exp(log_decay)
+    inject = (delta_c * u_c) * B_c
+
+    # 1. chunk-local states from a zero state, every chunk in parallel. unbind() once, rather than
+    # indexing per step: autograd's backward of each index op would allocate a full-size zero tensor.
+    # The same loop keeps the running product of decays since the chunk start (each factor <= 1).
+    decay_steps, inject_steps = decay.unbind(0), inject.unbind(0)
+    state, decay_since_start = inject_steps[0], decay_steps[0]
+    local, since_start = [state], [decay_since_start]
+    for t in range(1, chunk):
+        state = decay_steps[t] * state + inject_steps[t]
+        decay_since_start = decay_since_start * decay_steps[t]
+        local.append(state)
+        since_start.append(decay_since_start)
+    local_states = torch.stack(local, dim=0)
+
+    if num_chunks == 1:
+        states = local_states
+    else:
+        # 2. state entering each chunk (``state`` now holds every chunk's final local state);
+        # 3. correct every token of the chunk with it.
+        chunk_decays, chunk_ends = decay_since_start.unbind(-1), state.unbind(-1)
+        entering = [torch.zeros_like(chunk_ends[0])]
+        for c in range(num_chunks - 1):
+            entering.append(chunk_decays[c] * entering[-1] + chunk_ends[c])
+        entering_states = torch.stack(entering, dim=-1)
+        states = local_states + torch.stack(since_start, dim=0) * entering_states
+
+    y = (states * C_c).sum(dim=4)  # (T, b, g, dg, nc)
+    y = y.permute(1, 2, 3, 4, 0).reshape(batch, channels, num_chunks * chunk)[..., :length]
+    if D is not None:
+        y = y + D.to(compute)[:, None] * u
+    return y.to(out_dtype)
