@@ -62,6 +62,12 @@ class SegResMambaConfig:
         return tuple(max(level[a] * inner[a] for level, inner in zip(self.level_strides, self.inner_strides))
                      for a in range(3))  # type: ignore[return-value]
 
+    @property
+    def deep_supervision_scales(self) -> list[list[float]]:
+        """Per output (finest first) its size relative to the input, per axis: the full-resolution
+        logits, then the decoder stages, which end on the grids of encoder levels 0, 1, ..., n-2."""
+        return [[1.0, 1.0, 1.0]] + [[1.0 / s for s in level] for level in self.level_strides[:-1]]
+
     def deepest_grid(self, patch_size: tuple[int, ...]) -> Triple:
         return tuple(math.ceil(p / d) for p, d in zip(patch_size, self.divisor))  # type: ignore[return-value]
 

@@ -45,6 +45,8 @@ class SegResMamba(nn.Module):
         self.decoder = SegResNetDecoder(skip_widths[::-1], config.down_strides[::-1], config.num_classes,
                                         config.stem_stride)
         self.deep_supervision = config.deep_supervision
+        # False runs the network in fp32 even inside an autocast region (the noAMP trainer variant).
+        self.autocast_enabled = True
 
     @property
     def deep_supervision(self) -> bool:
@@ -55,13 +57,17 @@ class SegResMamba(nn.Module):
         self.decoder.deep_supervision = bool(enabled)
 
     def deep_supervision_scales(self) -> list[list[float]]:
-        """Per output (finest first), the size of that output relative to the input, per axis."""
-        # The decoder's stages end on the grids of encoder levels n-2 ... 0; the heads read them finest first.
-        return [[1.0, 1.0, 1.0]] + [[1.0 / s for s in level] for level in self.config.level_strides[:-1]]
+        return self.config.deep_supervision_scales
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.dim() != 5:
             raise ValueError(f"SegResMamba takes (batch, channels, D, H, W) volumes; got shape {tuple(x.shape)}")
+        if not self.autocast_enabled and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         size = x.shape[2:]
         pad = [(-s) % d for s, d in zip(size, self.config.divisor)]
         if any(pad):

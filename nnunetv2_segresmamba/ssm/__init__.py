@@ -1,8 +1,9 @@
 """The selective scan (Mamba's S6 recurrence) and the one function that picks its backend.
 
 Backends: ``torch`` (pure PyTorch, any device) and ``cuda`` (mamba-ssm's kernels). The environment
-variable ``SEGRESMAMBA_SCAN_BACKEND`` = ``auto`` (default) | ``torch`` | ``cuda`` chooses; ``auto``
-takes ``cuda`` for CUDA tensors when mamba-ssm imports, else ``torch``. Both backends take the same
+variable ``SEGRESMAMBA_SCAN_BACKEND`` = ``auto`` (default) | ``torch`` | ``cuda`` | ``reference``
+chooses; ``auto`` takes ``cuda`` for CUDA tensors when mamba-ssm imports, else ``torch``;
+``reference`` is the float64-checkable loop, for debugging and benchmarks only (very slow). Both backends take the same
 parameters, so one state_dict serves either.
 """
 
@@ -17,7 +18,7 @@ from .reference import selective_scan_reference
 from .torch_scan import selective_scan_torch
 
 BACKEND_ENV = "SEGRESMAMBA_SCAN_BACKEND"
-BACKENDS = ("auto", "torch", "cuda")
+BACKENDS = ("auto", "torch", "cuda", "reference")
 
 
 class ScanBackendError(RuntimeError):
@@ -34,8 +35,8 @@ def requested_backend() -> str:
 def resolve_backend(device: torch.device) -> str:
     """The backend a scan on ``device`` runs with, or a ScanBackendError that says what to do."""
     choice = requested_backend()
-    if choice == "torch":
-        return "torch"
+    if choice in ("torch", "reference"):
+        return choice
     if choice == "cuda":
         if device.type != "cuda":
             raise ScanBackendError(
@@ -49,6 +50,9 @@ def resolve_backend(device: torch.device) -> str:
             )
         return "cuda"
     return "cuda" if device.type == "cuda" and mamba_ssm_available() else "torch"
+
+
+SCANS = {"torch": selective_scan_torch, "cuda": selective_scan_cuda, "reference": selective_scan_reference}
 
 
 def selective_scan(
@@ -66,7 +70,7 @@ def selective_scan(
     Shapes follow mamba-ssm: u, delta (batch, channels, length); A (channels, d_state);
     B, C (batch, groups, d_state, length); D, delta_bias (channels,).
     """
-    scan = selective_scan_cuda if resolve_backend(u.device) == "cuda" else selective_scan_torch
+    scan = SCANS[resolve_backend(u.device)]
     return scan(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 

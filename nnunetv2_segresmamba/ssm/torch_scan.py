@@ -2,14 +2,15 @@
 
 The recurrence h_t = a_t * h_{t-1} + b_t is evaluated as a two-level scan over chunks of T tokens:
 
-1. all chunks at once, each from a zero state: T steps over tensors that hold every chunk;
-2. the state entering each chunk: one step per chunk, carrying the chunk-final states forward;
-3. each token's true state = its chunk-local state + (decay since chunk start) * entering state.
+1. all chunks at once, each from a zero state: T steps over tensors that hold every chunk, keeping
+   only each chunk's final state;
+2. the state entering each chunk: one step per chunk, carrying those final states forward;
+3. all chunks at once again, now from their true entering states, reading out y_t = <C_t, h_t>.
 
-With T about sqrt(length) that is about 2*sqrt(length) small Python steps instead of `length`, while
-every state is still computed exactly once. All arithmetic (state, decays, accumulation) runs in
-float32 (float64 for float64 inputs) whatever the input dtype, so fp16 autocast cannot overflow the scan. The decay since the chunk
-start is a running product of exp(delta * A) <= 1, so no factor ever exceeds 1.
+With T about sqrt(length) that is about 3*sqrt(length) small Python steps instead of `length`, and the
+full (token x channel x state) tensor of states is never stored by the forward pass itself. All
+arithmetic (state, decays, accumulation) runs in float32 (float64 for float64 inputs) whatever the
+input dtype, so fp16 autocast cannot overflow the scan. Every decay factor is exp(delta * A) <= 1.
 """
 
 from __future__ import annotations
@@ -69,37 +70,34 @@ def selective_scan_torch(
     C_c = tokens_first(C_p, d_state).unsqueeze(3)
     A_c = A.to(compute).view(1, 1, groups, per_group, d_state, 1)
 
-    log_decay = delta_c * A_c
-    decay = torch.exp(log_decay)
+    decay = torch.exp(delta_c * A_c)  # (T, b, g, dg, n, nc)
     inject = (delta_c * u_c) * B_c
-
-    # 1. chunk-local states from a zero state, every chunk in parallel. unbind() once, rather than
-    # indexing per step: autograd's backward of each index op would allocate a full-size zero tensor.
-    # The same loop keeps the running product of decays since the chunk start (each factor <= 1).
-    decay_steps, inject_steps = decay.unbind(0), inject.unbind(0)
-    state, decay_since_start = inject_steps[0], decay_steps[0]
-    local, since_start = [state], [decay_since_start]
-    for t in range(1, chunk):
-        state = decay_steps[t] * state + inject_steps[t]
-        decay_since_start = decay_since_start * decay_steps[t]
-        local.append(state)
-        since_start.append(decay_since_start)
-    local_states = torch.stack(local, dim=0)
+    # unbind() once rather than indexing per step: autograd's backward of each index op would
+    # allocate a full-size zero tensor.
+    decay_steps, inject_steps, C_steps = decay.unbind(0), inject.unbind(0), C_c.unbind(0)
 
     if num_chunks == 1:
-        states = local_states
+        state = torch.zeros_like(inject_steps[0])
     else:
-        # 2. state entering each chunk (``state`` now holds every chunk's final local state);
-        # 3. correct every token of the chunk with it.
-        chunk_decays, chunk_ends = decay_since_start.unbind(-1), state.unbind(-1)
-        entering = [torch.zeros_like(chunk_ends[0])]
+        # 1. every chunk's final state from a zero start, all chunks at once (only the end is kept).
+        local_end = inject_steps[0]
+        for t in range(1, chunk):
+            local_end = torch.addcmul(inject_steps[t], decay_steps[t], local_end)
+        # 2. the state entering each chunk: carry the ends forward, one step per chunk.
+        chunk_decay = decay.prod(dim=0).unbind(-1)
+        local_ends = local_end.unbind(-1)
+        entering = [torch.zeros_like(local_ends[0])]
         for c in range(num_chunks - 1):
-            entering.append(chunk_decays[c] * entering[-1] + chunk_ends[c])
-        entering_states = torch.stack(entering, dim=-1)
-        states = local_states + torch.stack(since_start, dim=0) * entering_states
+            entering.append(torch.addcmul(local_ends[c], chunk_decay[c], entering[-1]))
+        state = torch.stack(entering, dim=-1)
 
-    y = (states * C_c).sum(dim=4)  # (T, b, g, dg, nc)
-    y = y.permute(1, 2, 3, 4, 0).reshape(batch, channels, num_chunks * chunk)[..., :length]
+    # 3. rerun every chunk from its true entering state, reading out y_t = <C_t, h_t> on the way.
+    outputs = []
+    for t in range(chunk):
+        state = torch.addcmul(inject_steps[t], decay_steps[t], state)
+        outputs.append((state * C_steps[t]).sum(dim=3))  # (b, g, dg, nc)
+    y = torch.stack(outputs, dim=-1)  # (b, g, dg, nc, T)
+    y = y.reshape(batch, channels, num_chunks * chunk)[..., :length]
     if D is not None:
         y = y + D.to(compute)[:, None] * u
     return y.to(out_dtype)

@@ -1,0 +1,131 @@
+"""nnUNetTrainerSegResMamba: nnU-Net's trainer with SegResMamba as its network."""
+
+from __future__ import annotations
+
+import os
+from os.path import join
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import autocast, nn
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..network import SegResMamba, SegResMambaConfig, config_from_plans
+from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    if isinstance(network, DDP):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+class nnUNetTrainerSegResMamba(nnUNetTrainer):
+    """SegResMamba in nnU-Net's pipeline with nnU-Net's own recipe: SGD with the poly schedule,
+    Dice + CE, deep supervision on the decoder stages. Variants change one thing each."""
+
+    # SegResMambaConfig options that variants change (the ablations of the paper's Table 4).
+    network_options: dict = {}
+    # fp16 autocast for the network on CUDA; the noAMP variant trains it in fp32.
+    use_amp: bool = True
+    # Consecutive non-finite losses that are skipped before training stops.
+    nonfinite_loss_patience: int = 5
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        # Fail now, with advice, on a 2d configuration or a patch the network cannot take.
+        self.network_config = self.config_for(self.configuration_manager, 1, 2, False)
+        self.nonfinite_guard = NonFiniteLossGuard(self.nonfinite_loss_patience)
+        if not self.use_amp:
+            self.grad_scaler = None
+
+    @classmethod
+    def config_for(cls, configuration_manager: ConfigurationManager, num_input_channels: int,
+                   num_output_channels: int, enable_deep_supervision: bool) -> SegResMambaConfig:
+        return config_from_plans(configuration_manager, num_input_channels, num_output_channels,
+                                 enable_deep_supervision, **cls.network_options)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        # nnU-Net's predictor calls this on the class with deep supervision off and loads the weights
+        # strictly: SegResMamba builds its deep supervision heads either way.
+        network = SegResMamba(cls.config_for(configuration_manager, num_input_channels, num_output_channels,
+                                             enable_deep_supervision))
+        network.autocast_enabled = cls.use_amp
+        return network
+
+    def _get_deep_supervision_scales(self):
+        return self.network_config.deep_supervision_scales if self.enable_deep_supervision else None
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        _unwrap(self.network).deep_supervision = enabled
+
+    def _do_i_compile(self) -> bool:
+        # nnU-Net compiles by default on CUDA. mamba-ssm's kernels are opaque to torch.compile (graph
+        # breaks around every scan), so our trainers compile only when nnUNet_compile asks for it.
+        asked = os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
+        return asked and super()._do_i_compile()
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's train step, plus: a non-finite loss skips the update instead of corrupting the
+        weights, and several in a row stop training with a resumable checkpoint."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            output = self.network(data)
+            loss = self.loss(output, target)
+
+        if not self._loss_is_usable(float(loss.detach())):
+            return {"loss": np.array(np.nan)}
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy()}
+
+    def _loss_is_usable(self, loss: float) -> bool:
+        verdict = self.nonfinite_guard.record(loss)
+        if verdict == "skip":
+            self.print_to_log_file(f"WARNING: training loss {loss} in epoch {self.current_epoch}; step skipped "
+                                   f"({self.nonfinite_guard.consecutive} in a row, stopping at "
+                                   f"{self.nonfinite_guard.patience}).")
+        if verdict == "stop":
+            kept = self._save_resumable_checkpoint()
+            message = (f"The training loss was {loss} for {self.nonfinite_guard.consecutive} consecutive steps in "
+                       f"epoch {self.current_epoch}. fp16 overflow is the usual cause: retrain with "
+                       f"-tr nnUNetTrainerSegResMamba_noAMP (fp32), or lower the learning rate. {kept}")
+            self.print_to_log_file(message)
+            raise NonFiniteLossError(message)
+        return verdict == "ok"
+
+    def _save_resumable_checkpoint(self) -> str:
+        """Keep the weights of the last good step (the failing steps were skipped) so --c can resume."""
+        if not all(torch.isfinite(p).all() for p in self.network.parameters()):
+            return "The weights are not finite, so no checkpoint was written; the last one on disk is kept."
+        # save_checkpoint records current_epoch + 1; record this epoch so that --c repeats it.
+        self.current_epoch -= 1
+        try:
+            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
+        finally:
+            self.current_epoch += 1
+        return (f"The last good weights are in {join(self.output_folder, 'checkpoint_latest.pth')}; "
+                f"`nnUNetv2_train ... --c` resumes from the start of epoch {self.current_epoch}.")

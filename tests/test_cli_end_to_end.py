@@ -1,0 +1,102 @@
+"""The stock nnU-Net CLI end to end on bundled real cases, on the CPU, in subprocesses:
+plan/preprocess, train two folds with --npz, resume with --c, predict with both folds,
+find_best_configuration, ensemble, evaluate."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
+from nnunetv2_segresmamba.nnunet_cli import nnunet_environment, run_nnunet
+
+TRAINER = "nnUNetTrainerSegResMamba_CITiny"
+RESULTS = f"{TRAINER}__nnUNetPlans__3d_fullres"
+pytestmark = pytest.mark.slow
+
+
+def read_labels(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def check_label_maps(folder: Path, cases: list[str], raw: Path) -> None:
+    for case in cases:
+        prediction = read_labels(folder / f"{case}.nii.gz")
+        image = read_labels(raw / "imagesTr" / f"{case}_0000.nii.gz")
+        assert prediction.shape == image.shape, case
+        assert set(np.unique(prediction)) <= {0, 1, 2}, case
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    work = tmp_path_factory.mktemp("nnunet")
+    ext = str(Path(__file__).parent / "ext_trainers")
+    env = nnunet_environment(work, {"nnUNet_extTrainer": ext, "nnUNet_n_proc_DA": "2",
+                                    "nnUNet_compile": "false", "SEGRESMAMBA_TEST_EPOCHS": "1"})
+    shutil.copytree(DATA, work / "nnUNet_raw" / DATASET_NAME)
+    log = work / "cli.log"
+    run = lambda *args, **kw: run_nnunet(*args, env={**env, **kw}, log=log)  # noqa: E731
+
+    run("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2")
+    for fold in (0, 1):
+        run("nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu", "--npz")
+    results = work / "nnUNet_results" / DATASET_NAME / RESULTS
+    epochs_before = torch.load(results / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
+    run("nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu", "--npz", "--c",
+        SEGRESMAMBA_TEST_EPOCHS="2")
+    epochs_after = torch.load(results / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
+
+    raw = work / "nnUNet_raw" / DATASET_NAME
+    splits = json.loads((work / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").read_text())
+    cases = sorted(splits[0]["val"])
+    images = work / "test_images"
+    images.mkdir()
+    for case in cases:
+        shutil.copy(raw / "imagesTr" / f"{case}_0000.nii.gz", images)
+    common = ["-i", images, "-d", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-device", "cpu"]
+    run("nnUNetv2_predict", *common, "-o", work / "pred_folds01", "-f", "0", "1")
+    for fold in (0, 1):
+        run("nnUNetv2_predict", *common, "-o", work / f"pred_fold{fold}", "-f", fold, "--save_probabilities")
+    run("nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "1")
+    run("nnUNetv2_ensemble", "-i", work / "pred_fold0", work / "pred_fold1", "-o", work / "ensemble")
+    run("nnUNetv2_evaluate_folder", raw / "labelsTr", work / "ensemble",
+        "-djfile", results / "dataset.json", "-pfile", results / "plans.json")
+    return dict(work=work, raw=raw, cases=cases, results=results, log=log,
+                epochs_before=epochs_before, epochs_after=epochs_after)
+
+
+def test_training_writes_checkpoints_and_npz_validation(pipeline):
+    for fold in (0, 1):
+        fold_dir = pipeline["results"] / f"fold_{fold}"
+        assert (fold_dir / "checkpoint_final.pth").exists()
+        summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
+        assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+        assert list(fold_dir.glob("validation/*.npz")), "--npz must save validation probabilities"
+    plans = json.loads((pipeline["results"] / "plans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["batch_size"] == 2  # what trained is what is recorded
+
+
+def test_continue_training_resumes_from_the_checkpoint(pipeline):
+    assert pipeline["epochs_before"] == 1
+    assert pipeline["epochs_after"] == 2
+    log = pipeline["log"].read_text()
+    assert "Epoch 1" in log
+
+
+def test_predictions_are_label_maps_of_the_input_size(pipeline):
+    for folder in ("pred_folds01", "pred_fold0", "pred_fold1", "ensemble"):
+        check_label_maps(pipeline["work"] / folder, pipeline["cases"], pipeline["raw"])
+
+
+def test_find_best_configuration_and_evaluation_outputs(pipeline):
+    dataset_results = pipeline["results"].parent
+    inference_info = json.loads((dataset_results / "inference_information.json").read_text())
+    assert inference_info["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == TRAINER
+    summary = json.loads((pipeline["work"] / "ensemble" / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == len(pipeline["cases"])
+    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
