@@ -27,7 +27,7 @@ if [ ! -f "$SITE/.installed" ]; then
   touch "$SITE/.installed"
 fi
 
-if ! $PY -c "import selective_scan_cuda" 2>/dev/null; then
+if ! $PY -c "import torch, selective_scan_cuda" 2>/dev/null; then
   arch=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'{major}{minor}')")
   echo "[bootstrap] building mamba-ssm for sm_$arch"
   build="$ROOT/.gpu/build"
@@ -50,10 +50,12 @@ PYEOF
 fi
 
 export nnUNet_extTrainer=$($PY -m nnunetv2_segresmamba_ext)
+# Trainer lookup first, in its own process: nnU-Net's lookup iterates sys.modules, and the lazy modules
+# that mamba-ssm's import pulls in (transformers) can change it mid-iteration.
+$PY -c "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f; f('nnUNetTrainerSegResMamba')" > /dev/null
 $PY - <<'PYEOF'
 import torch
 from nnunetv2_segresmamba.ssm import resolve_backend, selective_scan_cuda, selective_scan_reference
-from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 dev = torch.device("cuda")
 assert resolve_backend(dev) == "cuda", "mamba-ssm did not import"
 g = torch.Generator(device=dev).manual_seed(0)
@@ -64,7 +66,6 @@ out = selective_scan_cuda(u, delta, A, B, C)
 ref = selective_scan_reference(*(t.double() for t in (u, delta, A, B, C)))
 err = ((out.double() - ref).norm() / ref.norm()).item()
 assert err < 1e-4, err
-recursive_find_trainer_class_by_name("nnUNetTrainerSegResMamba")
 print(f"[bootstrap] verified on {torch.cuda.get_device_name()}: CUDA scan rel. error {err:.1e}, trainers found")
 PYEOF
 echo "[bootstrap] ready after $(( $(date +%s) - start )) s"

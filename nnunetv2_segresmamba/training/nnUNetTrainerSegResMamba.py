@@ -15,6 +15,7 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
+from .energy import EnergyLoggingMixin
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 
 
@@ -26,9 +27,10 @@ def _unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
-class nnUNetTrainerSegResMamba(nnUNetTrainer):
+class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
     """SegResMamba in nnU-Net's pipeline with nnU-Net's own recipe: SGD with the poly schedule,
-    Dice + CE, deep supervision on the decoder stages. Variants change one thing each."""
+    Dice + CE, deep supervision on the decoder stages, GPU energy logged per epoch. Variants change
+    one thing each."""
 
     # SegResMambaConfig options that variants change (the ablations of the paper's Table 4).
     network_options: dict = {}

@@ -1,0 +1,107 @@
+"""GPU energy per training epoch, from NVML's total-energy counter, logged the nnU-Net way.
+
+Each epoch's energy (the counter's difference over the epoch, summed over DDP ranks) goes into
+nnU-Net's logger (key ``epoch_energy_kJ``, so it lives in the checkpoint and survives ``--c``), into the
+training log next to the epoch time, and into ``energy.json`` in the fold's folder (rewritten every epoch,
+so an interrupted run keeps what it measured). CO2 = energy x grid intensity, in kg CO2eq per kWh, from
+``SEGRESMAMBA_GRID_INTENSITY``; the default 0.61 is the intensity the paper used (AWS eu-central-1, from
+the Machine Learning Impact calculator of Lacoste et al. 2019), so that figures compare with its Table 5.
+Without NVML or a GPU that has the counter nothing is recorded, and the log says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from os.path import join
+
+import torch
+import torch.distributed as dist
+
+GRID_INTENSITY_ENV = "SEGRESMAMBA_GRID_INTENSITY"
+DEFAULT_GRID_INTENSITY = 0.61  # kg CO2eq / kWh, AWS eu-central-1, as in the paper
+LOG_KEY = "epoch_energy_kJ"
+JOULES_PER_KWH = 3.6e6
+
+
+def grid_intensity() -> float:
+    return float(os.environ.get(GRID_INTENSITY_ENV, DEFAULT_GRID_INTENSITY))
+
+
+class GpuEnergyCounter:
+    """Reads NVML's energy counter (millijoules since the driver loaded) of one CUDA device."""
+
+    def __init__(self, handle, nvml) -> None:
+        self._handle, self._nvml = handle, nvml
+
+    @classmethod
+    def open(cls, device: torch.device, nvml=None) -> tuple["GpuEnergyCounter | None", str]:
+        """(counter, "") or (None, why not)."""
+        if device.type != "cuda":
+            return None, f"the device is {device.type}, not a CUDA GPU"
+        try:
+            if nvml is None:
+                import pynvml as nvml
+            nvml.nvmlInit()
+            handle = cls._handle_for(device, nvml)
+            nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except ImportError:
+            return None, "nvidia-ml-py is not installed (pip install 'nnunetv2-segresmamba[energy]')"
+        except Exception as error:  # NVMLError_NotSupported on GPUs older than Volta, no driver, ...
+            return None, f"NVML cannot read the energy counter ({type(error).__name__}: {error})"
+        return cls(handle, nvml), ""
+
+    @staticmethod
+    def _handle_for(device: torch.device, nvml):
+        # NVML numbers GPUs physically, CUDA after CUDA_VISIBLE_DEVICES: match them by PCI bus id.
+        props = torch.cuda.get_device_properties(device)
+        bus_id = getattr(props, "pci_bus_id", None)
+        if bus_id is not None:
+            domain = getattr(props, "pci_domain_id", 0)
+            return nvml.nvmlDeviceGetHandleByPciBusId(f"{domain:08x}:{bus_id:02x}:{props.pci_device_id:02x}.0")
+        return nvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+
+    def joules(self) -> float:
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
+
+
+class EnergyLoggingMixin:
+    """Put before an nnUNetTrainer class in the bases: ``class X(EnergyLoggingMixin, nnUNetTrainer)``."""
+
+    nvml_module = None  # tests put a fake NVML here
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._energy_counter, reason = GpuEnergyCounter.open(self.device, self.nvml_module)
+        if self._energy_counter is None:
+            self.print_to_log_file(f"GPU energy is not measured: {reason}.")
+
+    def on_epoch_start(self):
+        super().on_epoch_start()
+        self.logger.local_logger.my_fantastic_logging.setdefault(LOG_KEY, [])
+        counter = getattr(self, "_energy_counter", None)
+        self._epoch_start_joules = counter.joules() if counter is not None else None
+
+    def on_epoch_end(self):
+        if getattr(self, "_epoch_start_joules", None) is not None:
+            self._record_epoch_energy(self._energy_counter.joules() - self._epoch_start_joules)
+        super().on_epoch_end()
+
+    def _record_epoch_energy(self, joules: float) -> None:
+        if self.is_ddp:  # every rank measured its own GPU
+            total = torch.tensor([joules], dtype=torch.float64, device=self.device)
+            dist.all_reduce(total)
+            joules = float(total.item())
+        epoch = self.current_epoch
+        self.logger.log(LOG_KEY, joules / 1e3, epoch)
+        per_epoch_kj = self.logger.local_logger.my_fantastic_logging[LOG_KEY][: epoch + 1]
+        total_kwh = sum(per_epoch_kj) * 1e3 / JOULES_PER_KWH
+        intensity = grid_intensity()
+        self.print_to_log_file(f"Epoch energy: {joules / 1e3:.2f} kJ (GPU, all ranks); total {total_kwh:.5f} kWh, "
+                               f"{total_kwh * intensity * 1e3:.2f} g CO2eq at {intensity} kg/kWh")
+        if self.local_rank == 0:
+            summary = dict(epochs=epoch + 1, epoch_energy_kJ=per_epoch_kj, total_kWh=total_kwh,
+                           grid_intensity_kg_per_kWh=intensity, co2_kg=total_kwh * intensity,
+                           gpu=torch.cuda.get_device_name(self.device), world_size=dist.get_world_size() if self.is_ddp else 1)
+            with open(join(self.output_folder, "energy.json"), "w") as handle:
+                json.dump(summary, handle, indent=1)
