@@ -1,4 +1,4 @@
-"""GPU energy per training epoch, from NVML's total-energy counter, logged the nnU-Net way.
+"""GPU energy (and peak GPU memory) per training epoch, from NVML's energy counter, logged the nnU-Net way.
 
 Each epoch's energy (the counter's difference over the epoch, summed over DDP ranks) goes into
 nnU-Net's logger (key ``epoch_energy_kJ``, so it lives in the checkpoint and survives ``--c``), into the
@@ -102,6 +102,8 @@ class EnergyLoggingMixin:
         if self.local_rank == 0:
             summary = dict(epochs=epoch + 1, epoch_energy_kJ=per_epoch_kj, total_kWh=total_kwh,
                            grid_intensity_kg_per_kWh=intensity, co2_kg=total_kwh * intensity,
-                           gpu=torch.cuda.get_device_name(self.device), world_size=dist.get_world_size() if self.is_ddp else 1)
+                           gpu=torch.cuda.get_device_name(self.device), world_size=dist.get_world_size() if self.is_ddp else 1,
+                           # since this process started (a resumed run counts from the resume)
+                           peak_gpu_memory_GiB=torch.cuda.max_memory_allocated(self.device) / 2 ** 30)
             with open(join(self.output_folder, "energy.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)

@@ -63,6 +63,9 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         network = SegResMamba(cls.config_for(configuration_manager, num_input_channels, num_output_channels,
                                              enable_deep_supervision))
         network.autocast_enabled = cls.use_amp
+        if not enable_deep_supervision:
+            # Unused heads must not ask for gradients, or DDP (-num_gpus N) waits for them forever.
+            network.decoder.ds_heads.requires_grad_(False)
         return network
 
     def _get_deep_supervision_scales(self):
@@ -90,7 +93,7 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
             output = self.network(data)
             loss = self.loss(output, target)
 
-        if not self._loss_is_usable(float(loss.detach())):
+        if not self._loss_is_usable(self._worst_loss_over_ranks(loss.detach())):
             return {"loss": np.array(np.nan)}
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
@@ -103,6 +106,15 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
             self.optimizer.step()
         return {"loss": loss.detach().cpu().numpy()}
+
+    def _worst_loss_over_ranks(self, loss: torch.Tensor) -> float:
+        """This rank's loss, or under DDP a non-finite value if any rank's loss is non-finite, so that all
+        ranks skip a step together (a rank that skipped backward alone would hang the others)."""
+        if not self.is_ddp:
+            return float(loss)
+        finite = torch.isfinite(loss).to(torch.int32).reshape(1)
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return float(loss) if finite.item() else float("nan")
 
     def _loss_is_usable(self, loss: float) -> bool:
         verdict = self.nonfinite_guard.record(loss)

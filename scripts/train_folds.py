@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Train the five folds in parallel, one fold per visible GPU at a time, then find the best configuration.
+
+    python scripts/train_folds.py DATASET TRAINER [--configuration 3d_fullres] [--folds 0 1 2 3 4]
+                                  [--gpus 0 1] [--plans nnUNetPlans] [--logs DIR]
+
+Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
+CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. Then
+`nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
+Logs: one file per fold under --logs. Exit code 1 if any fold failed (the others still run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from nnunetv2_segresmamba.nnunet_cli import nnunet_command  # noqa: E402
+
+
+def visible_gpus() -> list[str]:
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        return [g for g in listed.split(",") if g.strip()]
+    import torch
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("trainer")
+    parser.add_argument("--configuration", default="3d_fullres")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--gpus", nargs="+", default=None, help="GPU ids (default: all visible)")
+    parser.add_argument("--plans", default="nnUNetPlans")
+    parser.add_argument("--logs", type=Path, default=Path("fold_logs"))
+    args = parser.parse_args()
+
+    gpus = args.gpus or visible_gpus()
+    if not gpus:
+        parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES or pass --gpus")
+    args.logs.mkdir(parents=True, exist_ok=True)
+    waiting, running, failed, done = list(args.folds), {}, [], []
+    print(f"folds {args.folds} on GPUs {gpus}", flush=True)
+    while waiting or running:
+        for gpu in [g for g in gpus if g not in running]:
+            if not waiting:
+                break
+            fold = waiting.pop(0)
+            log = open(args.logs / f"fold_{fold}.log", "w")
+            command = [nnunet_command("nnUNetv2_train"), args.dataset, args.configuration, str(fold),
+                       "-tr", args.trainer, "-p", args.plans, "--npz"]
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+            running[gpu] = (fold, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT),
+                            time.time())
+            print(f"fold {fold} started on GPU {gpu}", flush=True)
+        time.sleep(2)
+        for gpu, (fold, process, start) in list(running.items()):
+            if process.poll() is not None:
+                del running[gpu]
+                (done if process.returncode == 0 else failed).append(fold)
+                print(f"fold {fold} on GPU {gpu}: {'done' if process.returncode == 0 else 'FAILED'} "
+                      f"after {time.time() - start:.0f} s (log {args.logs / f'fold_{fold}.log'})", flush=True)
+    if done:
+        subprocess.run([nnunet_command("nnUNetv2_find_best_configuration"), args.dataset, "-c", args.configuration,
+                        "-tr", args.trainer, "-p", args.plans, "-f", *map(str, sorted(done))], check=not failed)
+    if failed:
+        print(f"failed folds: {sorted(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

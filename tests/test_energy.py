@@ -1,0 +1,114 @@
+"""Energy logging with a fake NVML: per-epoch energy in the log, in nnU-Net's logger and in energy.json."""
+
+import json
+import types
+
+import pytest
+import torch
+
+from nnunetv2_segresmamba.training import energy
+from nnunetv2_segresmamba.training.energy import EnergyLoggingMixin, GpuEnergyCounter
+
+
+class FakeNVML:
+    """Counts 1.5 kJ (in mJ) more at every read."""
+
+    def __init__(self, supported=True):
+        self.supported, self.reads = supported, 0
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        return "gpu0"
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return "gpu0"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if not self.supported:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        self.reads += 1
+        return 1_500_000 * self.reads
+
+
+class BaseTrainer:
+    """Just what the mixin touches of nnUNetTrainer."""
+
+    def __init__(self, output_folder, device):
+        self.output_folder, self.device, self.is_ddp, self.local_rank = str(output_folder), device, False, 0
+        self.current_epoch, self.lines = 0, []
+        self.logger = types.SimpleNamespace(local_logger=types.SimpleNamespace(my_fantastic_logging={}))
+        self.logger.log = lambda key, value, epoch: self.logger.local_logger.my_fantastic_logging[key].append(value)
+
+    def print_to_log_file(self, *args, **kwargs):
+        self.lines.append(" ".join(map(str, args)))
+
+    def on_train_start(self):
+        pass
+
+    def on_epoch_start(self):
+        pass
+
+    def on_epoch_end(self):
+        self.current_epoch += 1
+
+
+class Trainer(EnergyLoggingMixin, BaseTrainer):
+    pass
+
+
+def run_epochs(trainer, n):
+    trainer.on_train_start()
+    for _ in range(n):
+        trainer.on_epoch_start()
+        trainer.on_epoch_end()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    props = types.SimpleNamespace(pci_bus_id=0x1A, pci_device_id=0, pci_domain_id=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2 ** 30)
+
+
+def test_energy_per_epoch_is_logged_and_summarised(tmp_path, fake_gpu, monkeypatch):
+    monkeypatch.setenv(energy.GRID_INTENSITY_ENV, "0.5")
+    trainer = Trainer(tmp_path, torch.device("cuda", 0))
+    trainer.nvml_module = FakeNVML()
+    run_epochs(trainer, 3)
+    assert trainer.logger.local_logger.my_fantastic_logging[energy.LOG_KEY] == [1.5, 1.5, 1.5]
+    summary = json.loads((tmp_path / "energy.json").read_text())
+    assert summary["epochs"] == 3
+    assert summary["total_kWh"] == pytest.approx(4.5e3 / 3.6e6)
+    assert summary["co2_kg"] == pytest.approx(0.5 * 4.5e3 / 3.6e6)
+    assert summary["peak_gpu_memory_GiB"] == 3
+    assert sum("Epoch energy: 1.50 kJ" in line for line in trainer.lines) == 3
+
+
+@pytest.mark.parametrize("device,nvml,reason", [
+    (torch.device("cpu"), FakeNVML(), "not a CUDA GPU"),
+    (torch.device("cuda", 0), FakeNVML(supported=False), "NVML cannot read the energy counter"),
+])
+def test_nothing_is_recorded_without_a_counter(tmp_path, fake_gpu, device, nvml, reason):
+    trainer = Trainer(tmp_path, device)
+    trainer.nvml_module = nvml
+    run_epochs(trainer, 2)
+    assert not (tmp_path / "energy.json").exists()
+    assert trainer.logger.local_logger.my_fantastic_logging[energy.LOG_KEY] == []
+    assert any(reason in line for line in trainer.lines)
+
+
+def test_missing_nvidia_ml_py_is_explained(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pynvml(name, *args, **kwargs):
+        if name == "pynvml":
+            raise ImportError("No module named 'pynvml'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pynvml)
+    counter, reason = GpuEnergyCounter.open(torch.device("cuda", 0))
+    assert counter is None and "nvidia-ml-py" in reason
