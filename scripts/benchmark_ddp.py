@@ -29,31 +29,34 @@ from nnunetv2_segresmamba.baselines import nnunet_topology, segresmamba  # noqa:
 
 def worker(rank: int, world: int, args, port: int, results) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("nccl", rank=rank, world_size=world)
-    device = torch.device("cuda", rank)
-    torch.cuda.set_device(device)
+    on_gpu = args.device == "cuda"
+    dist.init_process_group("nccl" if on_gpu else "gloo", rank=rank, world_size=world)
+    device = torch.device("cuda", rank) if on_gpu else torch.device("cpu")
+    if on_gpu:
+        torch.cuda.set_device(device)
     torch.manual_seed(0)
     topology = nnunet_topology(args.patch)
     net = torch.nn.parallel.DistributedDataParallel(segresmamba(topology, 1, args.classes).to(device),
-                                                    device_ids=[rank])
+                                                    device_ids=[rank] if on_gpu else None)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
-    scaler = torch.amp.GradScaler("cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=on_gpu)
     batch = args.global_batch // world + (rank < args.global_batch % world)
     x = torch.randn(batch, 1, *topology.patch_size, device=device)
     target = torch.randint(0, args.classes, (batch, *topology.patch_size), device=device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = deep_supervision_loss(net(x), target)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
+            loss = deep_supervision_loss(net(x), target, ddp=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
     step()
-    torch.cuda.reset_peak_memory_stats(device)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
     ms = timed(step, device, args.warmup, args.repeats)
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if on_gpu else float("nan")
     gathered = [None] * world
     dist.all_gather_object(gathered, dict(rank=rank, batch=batch, step_ms=ms, peak_GiB=peak))
     if rank == 0:
@@ -70,12 +73,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu runs the same DDP code over gloo: a correctness smoke run, not a benchmark")
     args = parser.parse_args()
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
     rows = []
     context = mp.get_context("spawn")
     for port, world in enumerate(args.gpus, start=29511):
-        if world > torch.cuda.device_count():
+        if args.device == "cuda" and world > torch.cuda.device_count():
             print(f"skipping {world} GPUs: only {torch.cuda.device_count()} visible")
             continue
         results = context.SimpleQueue()
@@ -89,13 +94,13 @@ def main() -> None:
     for row in rows:
         row["step_ms_ratio"] = row["step_ms"] / base["step_ms"]
         row["peak_GiB_ratio"] = row["peak_GiB_per_gpu"] / base["peak_GiB_per_gpu"]
-    meta = dict(device=device_name(torch.device("cuda", 0)), torch=torch.__version__, command=" ".join(sys.argv),
+    meta = dict(device=device_name(torch.device(args.device, 0)), torch=torch.__version__, command=" ".join(sys.argv),
                 global_batch=args.global_batch, patch=args.patch, date=time.strftime("%Y-%m-%d %H:%M"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ddp.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     columns = ["gpus", "batch_per_gpu", "step_ms", "step_ms_ratio", "samples_per_s", "peak_GiB_per_gpu",
                "peak_GiB_ratio"]
-    table = (f"Device: {torch.cuda.device_count()} x {meta['device']}; global batch {args.global_batch}; patch "
+    table = (f"Device: {max(args.gpus)} x {meta['device']}; global batch {args.global_batch}; patch "
              f"{args.patch}; `{meta['command']}`\n\n" + markdown_table(rows, columns))
     (args.out / "ddp.md").write_text(table + "\n")
     print(table)

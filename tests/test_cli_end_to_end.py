@@ -54,17 +54,19 @@ def pipeline(tmp_path_factory):
     raw = work / "nnUNet_raw" / DATASET_NAME
     splits = json.loads((work / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").read_text())
     cases = sorted(splits[0]["val"])
-    images = work / "test_images"
+    images, labels = work / "test_images", work / "test_labels"
     images.mkdir()
+    labels.mkdir()
     for case in cases:
         shutil.copy(raw / "imagesTr" / f"{case}_0000.nii.gz", images)
+        shutil.copy(raw / "labelsTr" / f"{case}.nii.gz", labels)
     common = ["-i", images, "-d", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-device", "cpu"]
     run("nnUNetv2_predict", *common, "-o", work / "pred_folds01", "-f", "0", "1")
     for fold in (0, 1):
         run("nnUNetv2_predict", *common, "-o", work / f"pred_fold{fold}", "-f", fold, "--save_probabilities")
     run("nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "1")
     run("nnUNetv2_ensemble", "-i", work / "pred_fold0", work / "pred_fold1", "-o", work / "ensemble")
-    run("nnUNetv2_evaluate_folder", raw / "labelsTr", work / "ensemble",
+    run("nnUNetv2_evaluate_folder", labels, work / "ensemble",
         "-djfile", results / "dataset.json", "-pfile", results / "plans.json")
     return dict(work=work, raw=raw, cases=cases, results=results, log=log,
                 epochs_before=epochs_before, epochs_after=epochs_after)

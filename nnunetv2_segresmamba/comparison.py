@@ -1,0 +1,426 @@
+"""Side-by-side comparison of trainers on one dataset, from what nnU-Net (and our trainers) already wrote.
+
+Reads ``<results>/<DatasetXXX_Name>/<Trainer>__<Plans>__<Config>/`` and, in each ``fold_<k>``:
+``validation/summary.json`` (nnU-Net's evaluation of the fold's validation cases), ``training_log_*.txt``
+(the ``Epoch time`` lines), ``energy.json`` (written by our EnergyLoggingMixin), ``inference_time.json``
+(``{"device", "cases", "seconds"}``, written by whoever timed inference) and ``debug.json`` (the GPU name).
+Nothing is re-run except building each trainer's network once, on the CPU, to count its parameters and
+its forward MACs at the plan's patch size (batch 1; the MACs on the meta device, so no arithmetic).
+
+Only folds with a ``validation/summary.json`` count as present, and every figure (Dice, epoch time,
+energy, memory) is taken over those folds only, so that the numbers of one row describe the same
+trainings. Whatever is absent is listed in the row's ``missing`` and shown as missing, never as 0.
+The first epoch of each training log is left out of the mean epoch time when the log has more than one:
+it includes torch.compile, cuDNN autotuning and data loader start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import inspect
+import io
+import json
+import math
+import os
+import re
+import statistics
+import textwrap
+from pathlib import Path
+from typing import Any
+
+EXPECTED_FOLDS = (0, 1, 2, 3, 4)
+EPOCH_TIME = re.compile(r"Epoch time: ([0-9.]+) s")
+EPOCH_TIME_NOTE = ("mean over the epochs of the present folds' training logs; the first epoch of each log is "
+                   "skipped when the log has more than one (it includes compilation and warm-up)")
+MISSING = "—"
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it does not exist or is cut short (energy.json is rewritten every epoch,
+    so a running training can be caught mid-write): a missing file is data here, reported, not an error."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def number(value: Any) -> float | None:
+    """A plain float, or None for anything absent or not finite (nnU-Net writes NaN for empty classes)."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def fold_list(folds: list[int]) -> str:
+    return ", ".join(map(str, folds))
+
+
+def folds_phrase(folds: list[int]) -> str:
+    return ("fold " if len(folds) == 1 else "folds ") + fold_list(folds)
+
+
+# --- finding things ------------------------------------------------------------------------------------
+
+def find_dataset_folder(results: Path, dataset: str | int) -> Path:
+    """``4``, ``"4"``, ``"Dataset004_Hippocampus"`` or ``"Hippocampus"`` -> the dataset's results folder."""
+    dataset = str(dataset)
+    if dataset.isdigit():
+        matches = sorted(results.glob(f"Dataset{int(dataset):03d}_*"))
+    else:
+        matches = [results / dataset] if (results / dataset).is_dir() else sorted(results.glob(f"Dataset*_{dataset}"))
+    matches = [m for m in matches if m.is_dir()]
+    if len(matches) != 1:
+        found = ", ".join(m.name for m in matches) or "none"
+        raise FileNotFoundError(f"dataset {dataset!r}: expected one folder in {results}, found {found}")
+    return matches[0]
+
+
+def fold_folders(trainer_folder: Path) -> dict[int, Path]:
+    folders = {}
+    for path in trainer_folder.glob("fold_*"):
+        suffix = path.name[len("fold_"):]
+        if path.is_dir() and suffix.isdigit():  # fold_all is a different experiment; it is not compared
+            folders[int(suffix)] = path
+    return dict(sorted(folders.items()))
+
+
+# --- one fold --------------------------------------------------------------------------------------------
+
+def label_names(dataset_json: dict | None) -> dict[str, str]:
+    """summary.json's label keys ("1", or "(1, 2, 3)" for a region) -> the names in dataset.json."""
+    names = {}
+    for name, value in (dataset_json or {}).get("labels", {}).items():
+        key = str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)  # nnU-Net's str(label)
+        if key not in ("0", "(0,)") and name != "ignore":
+            names[key] = name
+    return names
+
+
+def dice_from_summary(summary: dict, names: dict[str, str]) -> tuple[dict[str, float | None], float | None]:
+    per_class = {names.get(key, key): number(metrics.get("Dice")) for key, metrics in summary.get("mean", {}).items()}
+    return per_class, number(summary.get("foreground_mean", {}).get("Dice"))
+
+
+def epoch_times(fold_folder: Path) -> tuple[list[float], int]:
+    """(epoch times used, epochs skipped): all logs of the fold in time order, each log's first epoch
+    left out when the log has more than one (a resumed training starts a new log and warms up again)."""
+    used, skipped = [], 0
+    for log in sorted(fold_folder.glob("training_log_*.txt")):
+        times = [float(t) for t in EPOCH_TIME.findall(log.read_text(errors="replace"))]
+        if len(times) > 1:
+            times, skipped = times[1:], skipped + 1
+        used += times
+    return used, skipped
+
+
+def collect_fold(fold_folder: Path, names: dict[str, str]) -> dict[str, Any]:
+    """Everything of one fold, None where its file is missing."""
+    fold: dict[str, Any] = {"summary": False}
+    summary = read_json(fold_folder / "validation" / "summary.json")
+    if summary is not None:
+        fold["summary"] = True
+        fold["dice_per_class"], fold["mean_dice"] = dice_from_summary(summary, names)
+    fold["epoch_times_s"], fold["epochs_skipped"] = epoch_times(fold_folder)
+    energy = read_json(fold_folder / "energy.json") or {}
+    fold["energy_kWh"], fold["co2_kg"] = number(energy.get("total_kWh")), number(energy.get("co2_kg"))
+    fold["peak_gpu_memory_GiB"] = number(energy.get("peak_gpu_memory_GiB"))
+    debug = read_json(fold_folder / "debug.json") or {}
+    fold["gpu"] = energy.get("gpu") or debug.get("gpu_name")
+    timing = read_json(fold_folder / "inference_time.json") or {}
+    fold["inference_seconds"], fold["inference_cases"] = number(timing.get("seconds")), timing.get("cases")
+    fold["inference_device"] = timing.get("device")
+    return fold
+
+
+# --- network figures ---------------------------------------------------------------------------------------
+
+def network_figures(trainer: str, plans: dict, dataset_json: dict, configuration: str) -> dict[str, Any]:
+    """Parameters and forward MACs of the network the trainer builds from these plans, at batch 1 and the
+    plan's patch size, as nnU-Net's predictor builds it (deep supervision off). The error text instead of
+    numbers when the trainer cannot be found or built."""
+    from nnunetv2_segresmamba_ext import ENV, with_our_folder
+
+    from .network.complexity import count_macs, count_parameters
+
+    os.environ[ENV] = with_our_folder(os.environ.get(ENV))  # as the .pth hook does; editable installs lack it
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        plans_manager = PlansManager(plans)
+        config = plans_manager.get_configuration(configuration)
+        channels = len(dataset_json["channel_names"])
+        outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates its trainer search
+            trainer_class = recursive_find_trainer_class_by_name(trainer)
+            if "plans_manager" in inspect.signature(trainer_class.build_network_architecture).parameters:
+                network = trainer_class.build_network_architecture(plans_manager, config, channels, outputs, False)
+            else:  # trainers written for nnU-Net < 2.6
+                network = trainer_class.build_network_architecture(
+                    config.network_arch_class_name, config.network_arch_init_kwargs,
+                    config.network_arch_init_kwargs_req_import, channels, outputs, False)
+        shape = [1, channels, *config.patch_size]
+        return {"params": count_parameters(network), "macs": count_macs(network, tuple(shape)),
+                "macs_input_shape": shape, "network_error": None}
+    except Exception as error:  # reported in the row; the other trainers are still compared
+        return {"params": None, "macs": None, "macs_input_shape": None,
+                "network_error": f"{type(error).__name__}: {error}".strip()}
+
+
+# --- one trainer -----------------------------------------------------------------------------------------
+
+def summed(folds: dict[int, dict], key: str) -> tuple[float | None, list[int]]:
+    """Sum of ``key`` over the folds that recorded it, and those folds."""
+    have = [k for k, fold in folds.items() if fold[key] is not None]
+    return (sum(folds[k][key] for k in have) if have else None), have
+
+
+def collect_trainer(dataset_folder: Path, trainer: str, plans: str, configuration: str,
+                    with_network: bool = True) -> dict[str, Any]:
+    folder = dataset_folder / f"{trainer}__{plans}__{configuration}"
+    row: dict[str, Any] = {"trainer": trainer, "folder": str(folder), "missing": []}
+    missing = row["missing"]
+    if not folder.is_dir():
+        missing.append(f"trainer folder {folder.name}")
+    plans_json, dataset_json = read_json(folder / "plans.json"), read_json(folder / "dataset.json")
+    names = label_names(dataset_json)
+
+    all_folds = {k: collect_fold(path, names) for k, path in fold_folders(folder).items()}
+    folds = {k: fold for k, fold in all_folds.items() if fold["summary"]}
+    row["folds_present"] = sorted(folds)
+    row["folds_missing"] = [k for k in EXPECTED_FOLDS if k not in folds]
+    row["folds_unfinished"] = [k for k, fold in all_folds.items() if not fold["summary"]]
+    if row["folds_missing"]:
+        missing.append(folds_phrase(row["folds_missing"]))
+    if row["folds_unfinished"]:
+        missing.append(f"validation/summary.json ({folds_phrase(row['folds_unfinished'])}, unfinished?)")
+
+    classes = list(dict.fromkeys(name for fold in folds.values() for name in fold["dice_per_class"]))
+    row["dice_per_class"] = {name: mean_or_none([fold["dice_per_class"].get(name) for fold in folds.values()])
+                             for name in classes}
+    row["mean_dice"] = mean_or_none([fold["mean_dice"] for fold in folds.values()])
+
+    times = [t for fold in folds.values() for t in fold["epoch_times_s"]]
+    row["epoch_time_s"] = statistics.fmean(times) if times else None
+    row["epochs_timed"] = len(times)
+    row["first_epochs_skipped"] = sum(fold["epochs_skipped"] for fold in folds.values())
+    row["epoch_time_note"] = EPOCH_TIME_NOTE
+    if folds and not times:
+        missing.append("epoch times")
+
+    row["energy_kWh"], row["energy_folds"] = summed(folds, "energy_kWh")
+    row["co2_kg"], _ = summed(folds, "co2_kg")
+    without_energy = [k for k in folds if k not in row["energy_folds"]]
+    if without_energy:
+        missing.append(f"energy.json ({folds_phrase(without_energy)})")
+    peaks = [fold["peak_gpu_memory_GiB"] for fold in folds.values() if fold["peak_gpu_memory_GiB"] is not None]
+    row["peak_gpu_memory_GiB"] = max(peaks) if peaks else None
+    if folds and not peaks:
+        missing.append("peak GPU memory")
+
+    timed = [k for k, fold in folds.items() if fold["inference_seconds"] is not None and fold["inference_cases"]]
+    cases = sum(int(folds[k]["inference_cases"]) for k in timed)
+    row["inference_s_per_case"] = sum(folds[k]["inference_seconds"] for k in timed) / cases if timed else None
+    row["inference_folds"] = timed
+    row["inference_devices"] = sorted({str(folds[k]["inference_device"]) for k in timed})
+    untimed = [k for k in folds if k not in timed]
+    if untimed:
+        missing.append(f"inference_time.json ({folds_phrase(untimed)})")
+
+    row["gpus"] = sorted({fold["gpu"] for fold in folds.values() if fold["gpu"]})
+    if plans_json is None or dataset_json is None:
+        what = " and ".join(n for n, j in (("plans.json", plans_json), ("dataset.json", dataset_json)) if j is None)
+        row.update(params=None, macs=None, macs_input_shape=None, network_error=f"{what} missing")
+    elif with_network:
+        row.update(network_figures(trainer, plans_json, dataset_json, configuration))
+    else:
+        row.update(params=None, macs=None, macs_input_shape=None, network_error="not computed")
+    if row["network_error"]:
+        missing.append("network figures (see network_error)")
+    row["per_fold"] = {str(k): {key: v for key, v in fold.items() if key != "summary"} for k, fold in folds.items()}
+    return row
+
+
+# --- the dataset -------------------------------------------------------------------------------------------
+
+def dataset_extras(dataset_folder: Path) -> dict[str, Any]:
+    """nnU-Net's own model selection (``nnUNetv2_find_best_configuration``) and its ensembles, if run."""
+    extras: dict[str, Any] = {"best_configuration": None, "ensembles": []}
+    info = read_json(dataset_folder / "inference_information.json")
+    if info is not None:
+        best = info.get("best_model_or_ensemble", {})
+        extras["best_configuration"] = {
+            "selected": ["__".join((m["trainer"], m["plans_identifier"], m["configuration"]))
+                         for m in best.get("selected_model_or_models", [])],
+            "dice_before_postprocessing": number(best.get("result_on_crossval_pre_pp")),
+            "dice_after_postprocessing": number(best.get("result_on_crossval_post_pp")),
+            "all_results": {name: number(dice) for name, dice in info.get("all_results", {}).items()},
+        }
+    for folder in sorted((dataset_folder / "ensembles").glob("ensemble___*")):
+        summary = read_json(folder / "summary.json")
+        extras["ensembles"].append({"name": folder.name, "mean_dice": number(
+            summary.get("foreground_mean", {}).get("Dice")) if summary else None})
+    return extras
+
+
+def collect(results: Path, dataset: str | int, trainers: list[str], plans: str = "nnUNetPlans",
+            configuration: str = "3d_fullres", with_network: bool = True) -> dict[str, Any]:
+    """The comparison of ``trainers`` on ``dataset``: plain JSON-serialisable data."""
+    dataset_folder = find_dataset_folder(Path(results), dataset)
+    rows = [collect_trainer(dataset_folder, t, plans, configuration, with_network) for t in trainers]
+    return {"dataset": dataset_folder.name, "plans": plans, "configuration": configuration,
+            "results": str(dataset_folder), "rows": rows, **dataset_extras(dataset_folder)}
+
+
+# --- outputs ---------------------------------------------------------------------------------------------
+
+def class_names(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(name for row in rows for name in row["dice_per_class"]))
+
+
+def table_rows(comparison: dict) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the table, raw values (None where missing); CSV and markdown format them."""
+    rows, names = comparison["rows"], class_names(comparison["rows"])
+    header = ["trainer", "folds present", *[f"Dice {n}" for n in names], "mean Dice", "params (M)", "GMACs",
+              "peak memory (GiB)", "epoch time (s)", "inference (s/case)", "energy (kWh)", "CO2 (kg)", "missing"]
+    body = []
+    for row in rows:
+        scale = lambda v, s: None if v is None else v / s  # noqa: E731
+        body.append([row["trainer"], " ".join(map(str, row["folds_present"])),
+                     *[row["dice_per_class"].get(n) for n in names], row["mean_dice"],
+                     scale(row["params"], 1e6), scale(row["macs"], 1e9), row["peak_gpu_memory_GiB"],
+                     row["epoch_time_s"], row["inference_s_per_case"], row["energy_kWh"], row["co2_kg"],
+                     "; ".join(row["missing"])])
+    return header, body
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None or value == "":
+        return MISSING
+    if isinstance(value, str):
+        return value
+    digits = {"params (M)": ".2f", "GMACs": ".1f", "peak memory (GiB)": ".2f", "epoch time (s)": ".1f",
+              "inference (s/case)": ".3f", "energy (kWh)": ".4g", "CO2 (kg)": ".4g"}
+    return format(value, digits.get(column, ".4f"))
+
+
+def markdown(comparison: dict) -> str:
+    header, body = table_rows(comparison)
+    lines = [f"## {comparison['dataset']}, {comparison['plans']} {comparison['configuration']}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for values in body:
+        cells = [_cell(v, column) for v, column in zip(values, header)]
+        cells[1] = cells[1].replace(" ", ", ") if values[1] else "none"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Dice: nnU-Net's validation summary.json of each present fold, averaged over those folds "
+                  f"(expected folds: {fold_list(list(EXPECTED_FOLDS))}). Epoch time: {EPOCH_TIME_NOTE}. "
+                  "Params and MACs: the trainer's network at batch 1 and the plan's patch size. Energy and CO2: "
+                  "GPU energy summed over the folds that recorded it. Peak memory: the largest over folds.", ""]
+    for row in comparison["rows"]:
+        partial = []
+        if row["energy_folds"] and row["energy_folds"] != row["folds_present"]:
+            partial.append(f"energy over {folds_phrase(row['energy_folds'])} only")
+        if row["inference_folds"] and row["inference_folds"] != row["folds_present"]:
+            partial.append(f"inference time over {folds_phrase(row['inference_folds'])} only")
+        where = f"trained on {', '.join(row['gpus'])}" if row["gpus"] else "training GPU unknown"
+        if row["inference_devices"]:
+            where += f"; inference timed on {', '.join(row['inference_devices'])}"
+        if row["network_error"]:
+            partial.append(f"no network figures: {row['network_error'].splitlines()[0]}")
+        lines.append(f"- {row['trainer']}: {where}" + "".join(f"; {p}" for p in partial) + ".")
+    best = comparison["best_configuration"]
+    if best:
+        lines += ["", f"nnU-Net's find_best_configuration selected {' + '.join(best['selected'])}: "
+                      f"Dice {_cell(best['dice_before_postprocessing'], '')} before, "
+                      f"{_cell(best['dice_after_postprocessing'], '')} after postprocessing."]
+    for ensemble in comparison["ensembles"]:
+        lines.append(f"- ensemble {ensemble['name']}: mean Dice {_cell(ensemble['mean_dice'], '')}")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(comparison: dict, path: Path) -> None:
+    header, body = table_rows(comparison)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in values] for values in body])
+
+
+# What mean Dice is plotted against, one panel each: the paper's Figure 2 (training memory) first. A panel is
+# drawn when at least one trainer has that figure, so a results tree without peak memory (energy.json
+# written before it recorded memory) still gets a figure instead of an empty one.
+FIGURE_PANELS = (("peak_gpu_memory_GiB", "training memory (GiB, peak allocated)"),
+                 ("energy_kWh", "training GPU energy (kWh, present folds summed)"),
+                 ("epoch_time_s", "epoch time (s, mean, warm-up left out)"))
+
+
+def figure_points(rows: list[dict], key: str = "peak_gpu_memory_GiB") -> tuple[list[dict], list[str]]:
+    """(rows that have both ``key`` and mean Dice, names of the others): nothing is plotted at 0."""
+    shown = [r for r in rows if r.get(key) is not None and r["mean_dice"] is not None]
+    return shown, [r["trainer"] for r in rows if r not in shown]
+
+
+def figure_panels(rows: list[dict]) -> list[tuple[str, str]]:
+    """The (key, axis label) of each panel to draw: those of FIGURE_PANELS that some trainer can be plotted
+    on; the memory panel alone (saying that nothing could be plotted) when there is none."""
+    panels = [(key, label) for key, label in FIGURE_PANELS if figure_points(rows, key)[0]]
+    return panels or [FIGURE_PANELS[0]]
+
+
+def plot_dice_against_cost(comparison: dict, path: Path) -> None:
+    """Mean Dice against training memory (the paper's Figure 2), GPU energy and epoch time, one panel each
+    (see figure_panels) and one labelled point per trainer. Trainers without that figure (or Dice) are named
+    under the panel's title instead of drawn at 0."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = comparison["rows"]
+    panels = figure_panels(rows)
+    figure = Figure(figsize=(5.2 * len(panels), 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    colours = {row["trainer"]: f"C{i}" for i, row in enumerate(rows)}
+    for index, (key, label) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        shown, hidden = figure_points(rows, key)
+        for row in shown:
+            axes.scatter(row[key], row["mean_dice"], s=40, color=colours[row["trainer"]])
+            axes.annotate(row["trainer"], (row[key], row["mean_dice"]), textcoords="offset points",
+                          xytext=(0, 7), ha="center", fontsize=7)
+        axes.set_xlabel(label)
+        axes.set_ylabel("mean Dice (validation folds)")
+        title = f"mean Dice against {label.split(' (')[0]}"
+        if hidden:
+            title += "\nnot plotted (not recorded):\n" + textwrap.fill(", ".join(hidden), 60)
+        if not shown:
+            axes.text(0.5, 0.5, "no trainer has both", ha="center", va="center", transform=axes.transAxes)
+        axes.set_title(title, fontsize=8)
+        axes.margins(0.3)
+        axes.grid(alpha=0.3)
+    title = f"{comparison['dataset']}, {comparison['plans']} {comparison['configuration']}"
+    left_out = [label.split(" (")[0] for key, label in FIGURE_PANELS if (key, label) not in panels]
+    if left_out and figure_points(rows, panels[0][0])[0]:  # (with nothing to plot, the one panel says so)
+        title += f" (no trainer recorded {' or '.join(left_out)}: not plotted)"
+    figure.suptitle(title, fontsize=9)
+    figure.savefig(path, dpi=150)
+
+
+def write_outputs(comparison: dict, out: Path) -> dict[str, Path]:
+    """comparison.md, .csv, .json and .png in ``out``; the PNG is skipped (with a note) without matplotlib."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"comparison.{ext}" for ext in ("md", "csv", "json", "png")}
+    paths["md"].write_text(markdown(comparison))
+    write_csv(comparison, paths["csv"])
+    paths["json"].write_text(json.dumps(comparison, indent=1, allow_nan=False))
+    try:
+        plot_dice_against_cost(comparison, paths["png"])
+    except ImportError:
+        print("matplotlib is not installed (pip install 'nnunetv2-segresmamba[plots]'): no comparison.png")
+        del paths["png"]
+    return paths

@@ -1,0 +1,1 @@
+"""Dataset converters into nnU-Net v2's raw layout (BTCV; see btcv.py for the paper's other datasets)."""
