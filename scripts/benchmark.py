@@ -3,13 +3,15 @@
 
     python scripts/benchmark.py networks [--patch 128 128 128 --classes 14] [--out docs/bench]
     python scripts/benchmark.py tom [--sizes 64:48 8:384] [--backends cuda torch]
+    python scripts/benchmark.py predict --device cpu [--repeats 3]
 
 ``networks``: for each patch (default: 128^3 with 14 classes, and the Hippocampus plan's 40x56x40 with
 3 classes) builds PlainConvUNet, ResEnc M and SegResMamba from the same nnU-Net topology and reports
 parameters, forward MACs, training peak memory and step time (fp16 autocast + GradScaler + SGD, deep
 supervision on, median over timed steps after warm-up), and inference latency (autocast, inference_mode),
 each also as a ratio to PlainConvUNet. ``tom``: one Tri-oriented Mamba layer, forward + backward, per
-scan backend, as a ratio to the first backend listed. Writes JSON and markdown (and a PNG plot for
+scan backend, as a ratio to the first backend listed. ``predict``: one real Hippocampus case through the
+whole ``nnUNetv2_predict`` (see scripts/predict_timing.py), SegResMamba against nnUNetTrainer. Writes JSON and markdown (and a PNG plot for
 ``networks``) under --out and prints the table; every table names the device.
 """
 
@@ -32,6 +34,7 @@ from nnunetv2_segresmamba import ssm  # noqa: E402
 from nnunetv2_segresmamba.baselines import NETWORKS, nnunet_topology  # noqa: E402
 from nnunetv2_segresmamba.network import TriOrientedMamba  # noqa: E402
 from nnunetv2_segresmamba.network.complexity import count_macs, count_parameters  # noqa: E402
+from predict_timing import TRAINERS, time_predict  # noqa: E402
 
 
 def device_name(device: torch.device) -> str:
@@ -69,12 +72,16 @@ def peak_memory_of(fn, device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2 ** 30
 
 
-def deep_supervision_loss(outputs, target: torch.Tensor) -> torch.Tensor:
-    """CE over each output against the target resized to it, weighted 1, 1/2, 1/4, ... (last 0), as nnU-Net."""
+def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> torch.Tensor:
+    """CE over each output against the target resized to it, weighted 1, 1/2, 1/4, ... as nnU-Net does.
+
+    nnU-Net zeroes the lowest-resolution output's weight; under DDP it uses 1e-6 instead, because
+    DistributedDataParallel fails on parameters (that head) that get no gradient.
+    """
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     weights = [0.5 ** i for i in range(len(outputs))]
     if len(weights) > 1:
-        weights[-1] = 0.0
+        weights[-1] = 1e-6 if ddp else 0.0
     total = 0.0
     for out, weight in zip(outputs, weights):
         if weight:
@@ -203,6 +210,12 @@ def run_tom(args, device) -> tuple[list[dict], list[str]]:
                   "peak_GiB_ratio"]
 
 
+def run_predict(args, device) -> tuple[list[dict], list[str]]:
+    rows = time_predict(args, device)
+    add_ratios(rows, ("trainer", args.trainers[0]), ["predict_s"], ["tta"])
+    return rows, ["trainer", "case", "patch", "tta", "repeats", "predict_s", "predict_s_ratio", "min_s"]
+
+
 def parse_cases(values: list[str] | None) -> list:
     """'128,128,128:14:1' -> ((128, 128, 128), 14, [1])."""
     if not values:
@@ -216,7 +229,7 @@ def parse_cases(values: list[str] | None) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("networks", "tom"))
+    parser.add_argument("what", choices=("networks", "tom", "predict"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--case", dest="cases", action="append",
                         help="PATCH:CLASSES:BATCHES, e.g. 128,128,128:14:1 (repeatable)")
@@ -224,14 +237,16 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["64:48", "8:384"], help="SIDE:CHANNELS of a ToM input")
     parser.add_argument("--backends", nargs="+", default=["cuda", "torch"])
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20, help="timed repeats (predict: whole runs, say 3)")
+    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), help="predict: nnU-Net trainer names")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     args = parser.parse_args()
     args.cases = parse_cases(args.cases)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
 
-    rows, columns = run_networks(args, device) if args.what == "networks" else run_tom(args, device)
+    runner = dict(networks=run_networks, tom=run_tom, predict=run_predict)[args.what]
+    rows, columns = runner(args, device)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = dict(device=device_name(device), torch=torch.__version__, command=" ".join(sys.argv),
                 date=time.strftime("%Y-%m-%d %H:%M"))

@@ -27,6 +27,14 @@ if [ ! -f "$SITE/.installed" ]; then
   touch "$SITE/.installed"
 fi
 
+# A mamba-ssm wheel built on an earlier machine is ABI-bound to that torch and GPU architecture: it is kept
+# (and looked for) under .whl/prebuilt/sm<arch>-torch<version>/, and used only where both match.
+tag=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'sm{major}{minor}-torch{torch.__version__}'.replace('+', '_'))")
+prebuilt="$WHEELS/prebuilt/$tag"
+if ! $PY -c "import torch, selective_scan_cuda" 2>/dev/null && ls "$prebuilt"/mamba_ssm-*.whl > /dev/null 2>&1; then
+  echo "[bootstrap] installing the prebuilt mamba-ssm wheel for $tag"
+  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$prebuilt"/mamba_ssm-*.whl
+fi
 if ! $PY -c "import torch, selective_scan_cuda" 2>/dev/null; then
   arch=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'{major}{minor}')")
   echo "[bootstrap] building mamba-ssm for sm_$arch"
@@ -47,6 +55,9 @@ PYEOF
   (cd "$src" && MAMBA_FORCE_BUILD=TRUE MAX_JOBS=${MAX_JOBS:-16} $PY -m pip wheel -q --no-deps --no-build-isolation \
      -w "$ROOT/.gpu/wheels" . > "$ROOT/.gpu/mamba_build.log" 2>&1) || { tail -40 "$ROOT/.gpu/mamba_build.log"; exit 1; }
   $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$ROOT"/.gpu/wheels/mamba_ssm-*.whl
+  if [ -n "${OUT:-}" ]; then  # bring the wheel home: copy it from $OUT to .whl/prebuilt/ for the next machine
+    mkdir -p "$OUT/prebuilt/$tag" && cp "$ROOT"/.gpu/wheels/mamba_ssm-*.whl "$OUT/prebuilt/$tag/"
+  fi
 fi
 
 export nnUNet_extTrainer=$($PY -m nnunetv2_segresmamba_ext)

@@ -79,6 +79,9 @@ def test_training_writes_checkpoints_and_npz_validation(pipeline):
         summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
         assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
         assert list(fold_dir.glob("validation/*.npz")), "--npz must save validation probabilities"
+        # debug.json records the network that trained: 3 outputs (background + 2 labels), deep supervision on.
+        network_config = json.loads((fold_dir / "debug.json").read_text())["network_config"]
+        assert "num_classes=3," in network_config and "deep_supervision=True" in network_config
     plans = json.loads((pipeline["results"] / "plans.json").read_text())
     assert plans["configurations"]["3d_fullres"]["batch_size"] == 2  # what trained is what is recorded
 
