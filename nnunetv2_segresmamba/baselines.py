@@ -54,10 +54,16 @@ def resenc_m_unet(topology: Topology, in_channels: int, num_classes: int) -> nn.
                                **_common(topology, in_channels, num_classes))
 
 
-def segresmamba(topology: Topology, in_channels: int, num_classes: int) -> nn.Module:
+def segresmamba(topology: Topology, in_channels: int, num_classes: int, **options) -> nn.Module:
     config = config_from_patch_and_strides(topology.patch_size, topology.strides, in_channels, num_classes,
-                                           deep_supervision=True)
+                                           deep_supervision=True, **options)
     return SegResMamba(config)
 
 
-NETWORKS = {"PlainConvUNet": plain_conv_unet, "ResEncM": resenc_m_unet, "SegResMamba": segresmamba}
+def segresmamba_recompute_level0(topology: Topology, in_channels: int, num_classes: int) -> nn.Module:
+    """SegResMamba whose largest-grid ToM layers recompute their activations in backward."""
+    return segresmamba(topology, in_channels, num_classes, recompute_tom_levels=(0,))
+
+
+NETWORKS = {"PlainConvUNet": plain_conv_unet, "ResEncM": resenc_m_unet, "SegResMamba": segresmamba,
+            "SegResMamba_recompute0": segresmamba_recompute_level0}

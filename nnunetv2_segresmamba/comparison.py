@@ -3,7 +3,7 @@
 Reads ``<results>/<DatasetXXX_Name>/<Trainer>__<Plans>__<Config>/`` and, in each ``fold_<k>``:
 ``validation/summary.json`` (nnU-Net's evaluation of the fold's validation cases), ``training_log_*.txt``
 (the ``Epoch time`` lines), ``energy.json`` (written by our EnergyLoggingMixin), ``inference_time.json``
-(``{"device", "cases", "seconds"}``, written by whoever timed inference) and ``debug.json`` (the GPU name).
+(below) and ``debug.json`` (the GPU name).
 Nothing is re-run except building each trainer's network once, on the CPU, to count its parameters and
 its forward MACs at the plan's patch size (batch 1; the MACs on the meta device, so no arithmetic).
 
@@ -12,17 +12,31 @@ energy, memory) is taken over those folds only, so that the numbers of one row d
 trainings. Whatever is absent is listed in the row's ``missing`` and shown as missing, never as 0.
 The first epoch of each training log is left out of the mean epoch time when the log has more than one:
 it includes torch.compile, cuDNN autotuning and data loader start-up.
+
+``fold_<k>/inference_time.json`` is not nnU-Net's: ``scripts/gpu_hippocampus.sh`` writes it when it
+re-predicts the fold's validation cases, and anything else that times inference can write the same::
+
+    {"device": "NVIDIA H100 80GB HBM3",  # what ran it: the GPU's name, or the CPU model
+     "torch_device": "cuda",             # nnUNetv2_predict's -device
+     "cases": 40,                        # cases predicted (files written)
+     "seconds": 47.3,                    # wall time of the whole run for those cases
+     "tta": false,                       # mirroring test-time augmentation on or off
+     "measured": "...",                  # in words, what "seconds" includes
+     "runs": [{...}, ...]}               # optional: every run timed (same keys), the top level is runs[0]
+
+Read here: ``device``, ``cases``, ``seconds`` (required for a fold to count as timed; the table shows
+seconds / cases summed over the timed folds) and ``tta`` (shown beside the device). The other keys are for
+people. gpu_hippocampus.sh times the whole ``nnUNetv2_predict`` process, so "seconds" includes process
+start-up, checkpoint loading, preprocessing and export, not only the network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import inspect
 import io
 import json
 import math
-import os
 import re
 import statistics
 import textwrap
@@ -135,7 +149,7 @@ def collect_fold(fold_folder: Path, names: dict[str, str]) -> dict[str, Any]:
     fold["gpu"] = energy.get("gpu") or debug.get("gpu_name")
     timing = read_json(fold_folder / "inference_time.json") or {}
     fold["inference_seconds"], fold["inference_cases"] = number(timing.get("seconds")), timing.get("cases")
-    fold["inference_device"] = timing.get("device")
+    fold["inference_device"], fold["inference_tta"] = timing.get("device"), timing.get("tta")
     return fold
 
 
@@ -145,27 +159,23 @@ def network_figures(trainer: str, plans: dict, dataset_json: dict, configuration
     """Parameters and forward MACs of the network the trainer builds from these plans, at batch 1 and the
     plan's patch size, as nnU-Net's predictor builds it (deep supervision off). The error text instead of
     numbers when the trainer cannot be found or built."""
-    from nnunetv2_segresmamba_ext import ENV, with_our_folder
+    import nnunetv2_segresmamba_ext
 
     from .network.complexity import count_macs, count_parameters
 
-    os.environ[ENV] = with_our_folder(os.environ.get(ENV))  # as the .pth hook does; editable installs lack it
+    nnunetv2_segresmamba_ext.register()  # as the .pth hook does at start-up; editable installs lack the hook
     try:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         plans_manager = PlansManager(plans)
         config = plans_manager.get_configuration(configuration)
-        channels = len(dataset_json["channel_names"])
+        channels = determine_num_input_channels(plans_manager, config, dataset_json)  # a cascade adds labels
         outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates its trainer search
             trainer_class = recursive_find_trainer_class_by_name(trainer)
-            if "plans_manager" in inspect.signature(trainer_class.build_network_architecture).parameters:
-                network = trainer_class.build_network_architecture(plans_manager, config, channels, outputs, False)
-            else:  # trainers written for nnU-Net < 2.6
-                network = trainer_class.build_network_architecture(
-                    config.network_arch_class_name, config.network_arch_init_kwargs,
-                    config.network_arch_init_kwargs_req_import, channels, outputs, False)
+            network = trainer_class.build_network_architecture(plans_manager, config, channels, outputs, False)
         shape = [1, channels, *config.patch_size]
         return {"params": count_parameters(network), "macs": count_macs(network, tuple(shape)),
                 "macs_input_shape": shape, "network_error": None}
@@ -230,6 +240,8 @@ def collect_trainer(dataset_folder: Path, trainer: str, plans: str, configuratio
     row["inference_s_per_case"] = sum(folds[k]["inference_seconds"] for k in timed) / cases if timed else None
     row["inference_folds"] = timed
     row["inference_devices"] = sorted({str(folds[k]["inference_device"]) for k in timed})
+    row["inference_tta"] = sorted({bool(folds[k]["inference_tta"]) for k in timed
+                                   if folds[k]["inference_tta"] is not None})
     untimed = [k for k in folds if k not in timed]
     if untimed:
         missing.append(f"inference_time.json ({folds_phrase(untimed)})")
@@ -321,7 +333,8 @@ def markdown(comparison: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Dice: nnU-Net's validation summary.json of each present fold, averaged over those folds "
                   f"(expected folds: {fold_list(list(EXPECTED_FOLDS))}). Epoch time: {EPOCH_TIME_NOTE}. "
-                  "Params and MACs: the trainer's network at batch 1 and the plan's patch size. Energy and CO2: "
+                  "Params and MACs: the trainer's network at batch 1 and the plan's patch size. Inference: "
+                  "inference_time.json's seconds over its cases, summed over the folds that have one. Energy and CO2: "
                   "GPU energy summed over the folds that recorded it. Peak memory: the largest over folds.", ""]
     for row in comparison["rows"]:
         partial = []
@@ -332,6 +345,8 @@ def markdown(comparison: dict) -> str:
         where = f"trained on {', '.join(row['gpus'])}" if row["gpus"] else "training GPU unknown"
         if row["inference_devices"]:
             where += f"; inference timed on {', '.join(row['inference_devices'])}"
+            if row["inference_tta"]:
+                where += f" ({' and '.join('with TTA' if t else 'without TTA' for t in row['inference_tta'])})"
         if row["network_error"]:
             partial.append(f"no network figures: {row['network_error'].splitlines()[0]}")
         lines.append(f"- {row['trainer']}: {where}" + "".join(f"; {p}" for p in partial) + ".")

@@ -7,7 +7,7 @@
 
 ``networks``: for each patch (default: 128^3 with 14 classes, and the Hippocampus plan's 40x56x40 with
 3 classes) builds PlainConvUNet, ResEnc M and SegResMamba from the same nnU-Net topology and reports
-parameters, forward MACs, training peak memory and step time (fp16 autocast + GradScaler + SGD, deep
+parameters, forward MACs, activations kept for backward, training peak memory and step time (fp16 autocast + GradScaler + SGD, deep
 supervision on, median over timed steps after warm-up), and inference latency (autocast, inference_mode),
 each also as a ratio to PlainConvUNet. ``tom``: one Tri-oriented Mamba layer, forward + backward, per
 scan backend, as a ratio to the first backend listed. ``predict``: one real Hippocampus case through the
@@ -33,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunetv2_segresmamba import ssm  # noqa: E402
 from nnunetv2_segresmamba.baselines import NETWORKS, nnunet_topology  # noqa: E402
 from nnunetv2_segresmamba.network import TriOrientedMamba  # noqa: E402
-from nnunetv2_segresmamba.network.complexity import count_macs, count_parameters  # noqa: E402
-from predict_timing import TRAINERS, time_predict  # noqa: E402
+from nnunetv2_segresmamba.network.complexity import bytes_saved_for_backward, count_macs, count_parameters  # noqa: E402
 
 
 def device_name(device: torch.device) -> str:
@@ -114,6 +113,9 @@ def bench_network(name, topology, classes, batch, device, warmup, repeats) -> di
         scaler.update()
 
     train_step()
+    with torch.autocast(**amp):
+        # Activations autograd keeps for backward: the device-independent part of the training memory.
+        row["saved_for_bwd_GiB"] = bytes_saved_for_backward(lambda: net(x))[1] / 2 ** 30
     row["train_peak_GiB"] = peak_memory_of(train_step, device)
     row["train_step_ms"] = timed(train_step, device, warmup, repeats)
     net.eval()
@@ -156,13 +158,15 @@ def plot_networks(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    # Off CUDA there is no allocator peak: plot the activations kept for backward instead.
+    memory = "train_peak_GiB" if all(row.get("train_peak_GiB") is not None for row in rows) else "saved_for_bwd_GiB"
     fig, ax = plt.subplots(figsize=(7, 5))
     for row in rows:
-        ax.scatter(row["train_step_ms"], row["train_peak_GiB"], s=row["gmacs"] * 3, alpha=0.5)
-        ax.annotate(f"{row['network']}\n{row['patch']} b{row['batch']}", (row["train_step_ms"], row["train_peak_GiB"]),
+        ax.scatter(row["train_step_ms"], row[memory], s=row["gmacs"] * 3, alpha=0.5)
+        ax.annotate(f"{row['network']}\n{row['patch']} b{row['batch']}", (row["train_step_ms"], row[memory]),
                     fontsize=7)
     ax.set_xlabel("training step (ms)")
-    ax.set_ylabel("training peak memory (GiB)")
+    ax.set_ylabel("training peak memory (GiB)" if memory == "train_peak_GiB" else "activations kept for backward (GiB)")
     ax.set_title("bubble area ~ forward GMACs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -176,7 +180,7 @@ def run_networks(args, device) -> tuple[list[dict], list[str]]:
             for name in args.networks:
                 print(f"[networks] {name} patch {patch} batch {batch}", flush=True)
                 rows.append(bench_network(name, topology, classes, batch, device, args.warmup, args.repeats))
-    keys = ["params_M", "gmacs", "train_peak_GiB", "train_step_ms", "inference_ms"]
+    keys = ["params_M", "gmacs", "saved_for_bwd_GiB", "train_peak_GiB", "train_step_ms", "inference_ms"]
     add_ratios(rows, ("network", "PlainConvUNet"), keys, ["patch", "batch"])
     columns = ["network", "patch", "batch"] + [c for k in keys for c in (k, f"{k}_ratio")]
     return rows, columns
@@ -211,6 +215,7 @@ def run_tom(args, device) -> tuple[list[dict], list[str]]:
 
 
 def run_predict(args, device) -> tuple[list[dict], list[str]]:
+    from predict_timing import time_predict  # nnU-Net's CLI machinery: only this mode needs it
     rows = time_predict(args, device)
     add_ratios(rows, ("trainer", args.trainers[0]), ["predict_s"], ["tta"])
     return rows, ["trainer", "case", "patch", "tta", "repeats", "predict_s", "predict_s_ratio", "min_s"]
@@ -237,11 +242,15 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["64:48", "8:384"], help="SIDE:CHANNELS of a ToM input")
     parser.add_argument("--backends", nargs="+", default=["cuda", "torch"])
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20, help="timed repeats (predict: whole runs, say 3)")
-    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), help="predict: nnU-Net trainer names")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repeats (default 20; predict: whole nnUNetv2_predict runs, default 3)")
+    parser.add_argument("--trainers", nargs="+", default=["nnUNetTrainer", "nnUNetTrainerSegResMamba"],
+                        help="predict: nnU-Net trainer names, the first is the baseline")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     args = parser.parse_args()
     args.cases = parse_cases(args.cases)
+    if args.repeats is None:
+        args.repeats = 3 if args.what == "predict" else 20
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
 

@@ -56,7 +56,7 @@ def worker(rank: int, world: int, args, port: int, results) -> None:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
     ms = timed(step, device, args.warmup, args.repeats)
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if on_gpu else float("nan")
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if on_gpu else None
     gathered = [None] * world
     dist.all_gather_object(gathered, dict(rank=rank, batch=batch, step_ms=ms, peak_GiB=peak))
     if rank == 0:
@@ -77,6 +77,7 @@ def main() -> None:
                         help="cpu runs the same DDP code over gloo: a correctness smoke run, not a benchmark")
     args = parser.parse_args()
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    on_gpu = args.device == "cuda"
     rows = []
     context = mp.get_context("spawn")
     for port, world in enumerate(args.gpus, start=29511):
@@ -89,18 +90,19 @@ def main() -> None:
         step_ms = max(r["step_ms"] for r in ranks)  # the step ends when the slowest rank ends
         rows.append(dict(gpus=world, batch_per_gpu="/".join(str(r["batch"]) for r in ranks), step_ms=step_ms,
                          samples_per_s=args.global_batch / step_ms * 1e3,
-                         peak_GiB_per_gpu=max(r["peak_GiB"] for r in ranks)))
+                         peak_GiB_per_gpu=max(r["peak_GiB"] for r in ranks) if on_gpu else None))
     base = rows[0]
     for row in rows:
         row["step_ms_ratio"] = row["step_ms"] / base["step_ms"]
-        row["peak_GiB_ratio"] = row["peak_GiB_per_gpu"] / base["peak_GiB_per_gpu"]
+        if on_gpu:
+            row["peak_GiB_ratio"] = row["peak_GiB_per_gpu"] / base["peak_GiB_per_gpu"]
     meta = dict(device=device_name(torch.device(args.device, 0)), torch=torch.__version__, command=" ".join(sys.argv),
                 global_batch=args.global_batch, patch=args.patch, date=time.strftime("%Y-%m-%d %H:%M"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ddp.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     columns = ["gpus", "batch_per_gpu", "step_ms", "step_ms_ratio", "samples_per_s", "peak_GiB_per_gpu",
                "peak_GiB_ratio"]
-    table = (f"Device: {max(args.gpus)} x {meta['device']}; global batch {args.global_batch}; patch "
+    table = (f"Device: {max(r['gpus'] for r in rows)} x {meta['device']}; global batch {args.global_batch}; patch "
              f"{args.patch}; `{meta['command']}`\n\n" + markdown_table(rows, columns))
     (args.out / "ddp.md").write_text(table + "\n")
     print(table)

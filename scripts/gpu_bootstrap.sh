@@ -23,7 +23,11 @@ if [ ! -f "$SITE/.installed" ]; then
   echo "[bootstrap] installing carried wheels into $SITE"
   mkdir -p "$SITE"
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
-  tar -xJf "$WHEELS/simpleitk.tar.xz" -C "$SITE"
+  # SimpleITK may stay behind to make room for a prebuilt mamba-ssm wheel (64 MiB a call): then only
+  # the network, its tests and the benchmarks work, not nnU-Net's CLI.
+  if [ -f "$WHEELS/simpleitk.tar.xz" ]; then
+    tar -xJf "$WHEELS/simpleitk.tar.xz" -C "$SITE"
+  fi
   touch "$SITE/.installed"
 fi
 
@@ -63,7 +67,12 @@ fi
 export nnUNet_extTrainer=$($PY -m nnunetv2_segresmamba_ext)
 # Trainer lookup first, in its own process: nnU-Net's lookup iterates sys.modules, and the lazy modules
 # that mamba-ssm's import pulls in (transformers) can change it mid-iteration.
-$PY -c "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f; f('nnUNetTrainerSegResMamba')" > /dev/null
+if $PY -c "import SimpleITK" 2>/dev/null; then
+  $PY -c "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f; f('nnUNetTrainerSegResMamba')" > /dev/null
+  found="trainers found"
+else
+  found="SimpleITK not carried: nnU-Net's CLI will not run"
+fi
 $PY - <<'PYEOF'
 import torch
 from nnunetv2_segresmamba.ssm import resolve_backend, selective_scan_cuda, selective_scan_reference
@@ -77,8 +86,9 @@ out = selective_scan_cuda(u, delta, A, B, C)
 ref = selective_scan_reference(*(t.double() for t in (u, delta, A, B, C)))
 err = ((out.double() - ref).norm() / ref.norm()).item()
 assert err < 1e-4, err
-print(f"[bootstrap] verified on {torch.cuda.get_device_name()}: CUDA scan rel. error {err:.1e}, trainers found")
+print(f"[bootstrap] verified on {torch.cuda.get_device_name()}: CUDA scan rel. error {err:.1e}")
 PYEOF
+echo "[bootstrap] $found"
 echo "[bootstrap] ready after $(( $(date +%s) - start )) s"
 
 if [ "${1:-}" = "--" ]; then

@@ -23,8 +23,6 @@ from pathlib import Path
 from nnunetv2_segresmamba.demo.run_demo import DATASET_ID, DATASET_NAME, prepare_raw_data
 from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment, run_nnunet
 
-TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSegResMamba")
-
 # Runs in a child process: nnU-Net reads its folder variables when it is imported.
 _WRITE_UNTRAINED_CHECKPOINT = """
 import sys, torch
@@ -55,29 +53,31 @@ def _timed_predict(env: dict[str, str], images: Path, out: Path, trainer: str, d
 
 def time_predict(args, device) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="segresmamba_predict_timing_"))
-    # The torch backend is what a CPU machine has; on a GPU "auto" picks mamba-ssm's kernels where installed.
-    env = nnunet_environment(work, {"nnUNet_compile": "false",
-                                    "SEGRESMAMBA_SCAN_BACKEND": "torch" if device.type == "cpu" else "auto"})
-    prepare_raw_data(work)
-    run_nnunet("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2", env=env,
-               log=work / "plan.log")
-    images = work / "one_case"
-    images.mkdir()
-    case = sorted((work / "nnUNet_raw" / DATASET_NAME / "imagesTr").glob("*_0000.nii.gz"))[0]
-    shutil.copy(case, images)
+    try:
+        # The torch backend is what a CPU machine has; on a GPU "auto" picks mamba-ssm's kernels where installed.
+        env = nnunet_environment(work, {"nnUNet_compile": "false",
+                                        "SEGRESMAMBA_SCAN_BACKEND": "torch" if device.type == "cpu" else "auto"})
+        prepare_raw_data(work)
+        run_nnunet("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2", env=env,
+                   log=work / "plan.log")
+        images = work / "one_case"
+        images.mkdir()
+        case = sorted((work / "nnUNet_raw" / DATASET_NAME / "imagesTr").glob("*_0000.nii.gz"))[0]
+        shutil.copy(case, images)
 
-    plans = json.loads((work / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json").read_text())
-    patch = "x".join(map(str, plans["configurations"]["3d_fullres"]["patch_size"]))
-    rows = []
-    for trainer in args.trainers:
-        subprocess.run([sys.executable, "-c", _WRITE_UNTRAINED_CHECKPOINT, str(DATASET_ID), trainer], env=env,
-                       check=True, capture_output=True)
-        for tta in (True, False):
-            print(f"[predict] {trainer} on {device.type}, TTA {'on' if tta else 'off'}", flush=True)
-            times = [_timed_predict(env, images, work / "prediction", trainer, device.type, tta)
-                     for _ in range(args.repeats)]
-            rows.append(dict(trainer=trainer, case=case.name.removesuffix("_0000.nii.gz"), patch=patch,
-                             tta="mirroring" if tta else "off", repeats=args.repeats,
-                             predict_s=statistics.median(times), min_s=min(times)))
-    shutil.rmtree(work, ignore_errors=True)
-    return rows
+        plans = json.loads((work / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json").read_text())
+        patch = "x".join(map(str, plans["configurations"]["3d_fullres"]["patch_size"]))
+        rows = []
+        for trainer in args.trainers:
+            subprocess.run([sys.executable, "-c", _WRITE_UNTRAINED_CHECKPOINT, str(DATASET_ID), trainer], env=env,
+                           check=True, capture_output=True)
+            for tta in (True, False):
+                print(f"[predict] {trainer} on {device.type}, TTA {'on' if tta else 'off'}", flush=True)
+                times = [_timed_predict(env, images, work / "prediction", trainer, device.type, tta)
+                         for _ in range(args.repeats)]
+                rows.append(dict(trainer=trainer, case=case.name.removesuffix("_0000.nii.gz"), patch=patch,
+                                 tta="mirroring" if tta else "off", repeats=args.repeats,
+                                 predict_s=statistics.median(times), min_s=min(times)))
+        return rows
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -83,16 +83,24 @@ def test_paper_split_defaults_to_the_last_six_and_takes_a_given_list():
         btcv.paper_split(ids, [1, 99])
 
 
-def test_command_line_needs_nnunet_raw_and_writes_the_split(raw, tmp_path, monkeypatch, capsys):
+def test_command_line_needs_nnunet_raw_and_writes_the_split_into_the_raw_dataset(raw, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("nnUNet_raw", raising=False)
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)  # not needed, --split included
     with pytest.raises(SystemExit):
         btcv.main([str(raw), "--id", "101"])
     assert "nnUNet_raw is not set" in capsys.readouterr().err
 
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
     btcv.main([str(raw), "--id", "101", "--split", "--test-cases", "1", "2", "3", "4", "21", "22"])
-    assert (tmp_path / "raw" / "Dataset101_BTCV" / "dataset.json").is_file()
-    split = json.loads((tmp_path / "preprocessed" / "Dataset101_BTCV" / "splits_final.json").read_text())
+    target = tmp_path / "raw" / "Dataset101_BTCV"
+    assert (target / "dataset.json").is_file()
+    # where nnU-Net's planner looks for it (and copies it into nnUNet_preprocessed from)
+    split = json.loads((target / "splits_final.json").read_text())
     assert split == [{"train": ["btcv_0035", "btcv_0040"],
                       "val": ["btcv_0001", "btcv_0002", "btcv_0003", "btcv_0004", "btcv_0021", "btcv_0022"]}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["btcv_download", "raw"]  # nothing else written
+    assert "train fold 0 only" in capsys.readouterr().out
+
+    btcv.main([str(raw), "--id", "101"])  # converting again without --split keeps the file, and says so
+    assert (target / "splits_final.json").is_file()
+    assert "left from an earlier --split" in capsys.readouterr().out

@@ -8,13 +8,14 @@ import json
 import math
 import runpy
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nnunetv2_segresmamba.comparison import (FIGURE_PANELS, epoch_times, figure_panels, figure_points,
-                                             find_dataset_folder, label_names, markdown)
+from nnunetv2_segresmamba.comparison import (FIGURE_PANELS, collect_fold, epoch_times, figure_panels, figure_points,
+                                             find_dataset_folder, label_names, markdown, network_figures)
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = json.loads((Path(__file__).parent / "data" / "hippocampus_plans.json").read_text())
@@ -71,7 +72,7 @@ def make_results(root: Path) -> Path:
                          world_size=1, **ENERGY[fold])))
         if trainer == OURS:
             (folder / "fold_0" / "inference_time.json").write_text(
-                json.dumps({"device": "Fake GPU", "cases": 40, "seconds": 47.0}))
+                json.dumps({"device": "Fake GPU", "cases": 40, "seconds": 47.0, "tta": False}))
     (dataset / f"{BASELINE}__nnUNetPlans__3d_fullres" / "fold_3").mkdir()  # started, never validated
     return root
 
@@ -127,6 +128,7 @@ def test_energy_memory_and_inference_summed_or_reported_missing(compared):
     assert ours["energy_kWh"] == pytest.approx(0.0100) and ours["co2_kg"] == pytest.approx(0.0061)
     assert ours["energy_folds"] == [0, 1] and ours["peak_gpu_memory_GiB"] == pytest.approx(2.5)
     assert ours["inference_s_per_case"] == pytest.approx(47.0 / 40) and ours["inference_folds"] == [0]
+    assert ours["inference_devices"] == ["Fake GPU"] and ours["inference_tta"] == [False]
     assert "inference_time.json (fold 1)" in ours["missing"]
     for key in ("energy_kWh", "co2_kg", "peak_gpu_memory_GiB", "inference_s_per_case"):
         assert baseline[key] is None, key  # missing, not 0
@@ -152,6 +154,7 @@ def test_outputs_are_written_and_agree(compared):
         assert (out / name).stat().st_size > 0, name
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| " + OURS + " |" in printed and "Missing:" in printed
+    assert f"- {OURS}: trained on Fake GPU; inference timed on Fake GPU (without TTA);" in printed
 
     table = [line for line in (out / "comparison.md").read_text().splitlines() if line.startswith("| ")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
@@ -222,3 +225,27 @@ def test_log_parsing_and_region_labels(tmp_path):
     assert epoch_times(tmp_path) == ([7.5], 1)
     regions = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "enhancing tumor": [3], "edema": 2}}
     assert label_names(regions) == {"(1, 2, 3)": "whole tumor", "(3,)": "enhancing tumor", "2": "edema"}
+
+
+def test_inference_time_json_as_gpu_hippocampus_sh_writes_it(tmp_path):
+    # the script's own writer (its bash function), run here with made-up timings: what it writes is what
+    # comparison.py reads
+    script = (REPO / "scripts" / "gpu_hippocampus.sh").read_text()
+    function = script[script.index("write_inference_time() {"):]
+    function = function[:function.index("\n}\n") + 3]
+    subprocess.run(["bash", "-c", function + 'write_inference_time "$@"', "bash", str(tmp_path),
+                    "cuda", "Fake GPU", "40", "47.126", "cpu", "Fake CPU (16 threads)", "38", "36.5"], check=True)
+    written = json.loads((tmp_path / "inference_time.json").read_text())
+    assert [run["torch_device"] for run in written["runs"]] == ["cuda", "cpu"] and written["runs"][1]["cases"] == 38
+    fold = collect_fold(tmp_path, {})
+    assert (fold["inference_device"], fold["inference_cases"], fold["inference_seconds"], fold["inference_tta"]) == (
+        "Fake GPU", 40, 47.13, False)
+
+
+def test_network_figures_count_a_cascades_label_inputs():
+    # nnU-Net's cascade feeds the previous stage's segmentation as one extra input per foreground label
+    plans = small_plans()
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    figures = network_figures(BASELINE, plans, DATASET_JSON, "3d_cascade_fullres")
+    assert figures["network_error"] is None
+    assert figures["macs_input_shape"] == [1, 3, 40, 56, 40]  # 1 MRI channel + Anterior + Posterior

@@ -96,7 +96,7 @@ def test_one_state_dict_gives_the_same_logits_on_gpu_and_cpu(monkeypatch):
     fp16_error = max(rel(gpu_fp16, cpu_logits), rel(gpu_fp16_torch, cpu_logits))
     print(f"fp16 vs fp32: {fp16_error:.2e}; cuda vs torch under fp16: {rel(gpu_fp16, gpu_fp16_torch):.2e}")
     assert fp16_error < 5e-3
-    assert rel(gpu_fp16, gpu_fp16_torch) < 2 * fp16_error
+    assert rel(gpu_fp16, gpu_fp16_torch) < 3e-3  # measured 1.2e-3 on an H200
     assert rel(gpu_fp16, cpu_logits) < 1e-2
 
 

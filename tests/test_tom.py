@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nnunetv2_segresmamba.network.complexity import bytes_saved_for_backward
 from nnunetv2_segresmamba.network.tom import SCAN_ORDERS, TriOrientedMamba, from_scan_order, to_scan_order
 from nnunetv2_segresmamba.ssm import selective_scan_reference
 
@@ -82,3 +83,24 @@ def test_tom_output_depends_on_the_interslice_parameters():
     with torch.no_grad():
         tom.orders["interslice"].x_proj.weight.mul_(-1.5)
     assert not torch.allclose(before, tom(x))
+
+
+def test_recomputed_tom_gives_the_same_gradients_and_keeps_less_for_backward():
+    torch.manual_seed(0)
+    stored = TriOrientedMamba(8, d_state=4).double()
+    recomputed = TriOrientedMamba(8, d_state=4, recompute=True).double()
+    recomputed.load_state_dict(stored.state_dict())
+    x = torch.randn(2, 8, 6, 5, 4, dtype=torch.float64)
+    results = []
+    for tom in (stored, recomputed):
+        inp = x.clone().requires_grad_(True)
+        out, kept = bytes_saved_for_backward(lambda: tom(inp))
+        out.square().sum().backward()
+        grads = [inp.grad] + [p.grad for p in tom.parameters()]
+        results.append((out.detach(), grads, kept))
+    (out_a, grads_a, kept_a), (out_b, grads_b, kept_b) = results
+    assert torch.equal(out_a, out_b)
+    for a, b in zip(grads_a, grads_b):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert kept_a > 0
+    assert kept_b < 0.2 * kept_a, (kept_a, kept_b)

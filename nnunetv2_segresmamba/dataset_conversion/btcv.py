@@ -6,7 +6,8 @@
 RAW_DIR is the unpacked download (Synapse project syn3193805, registration required), holding
 ``RawData/Training/img/imgXXXX.nii.gz`` and ``RawData/Training/label/labelXXXX.nii.gz``: 30 labelled
 abdominal CTs with 13 organs. They become ``DatasetNNN_BTCV`` in nnUNet_raw (``--nnunet-raw`` or the
-environment variable): ``imagesTr/btcv_XXXX_0000.nii.gz``, ``labelsTr/btcv_XXXX.nii.gz`` and dataset.json.
+environment variable): ``imagesTr/btcv_XXXX_0000.nii.gz``, ``labelsTr/btcv_XXXX.nii.gz``, dataset.json
+and, with ``--split``, splits_final.json.
 Files are copied byte for byte: nnU-Net resamples during preprocessing, so doing it here would only lose
 information. ``RawData/Testing`` has no labels and is not converted. ``nnUNetv2_plan_and_preprocess
 --verify_dataset_integrity`` then checks geometry and label values.
@@ -14,10 +15,16 @@ information. ``RawData/Testing`` has no labels and is not converted. ``nnUNetv2_
 The paper's split
 -----------------
 The paper trains on 24 volumes and tests on 6, but does not publish which 6. ``--split`` writes a
-``splits_final.json`` with that single split into ``$nnUNet_preprocessed/DatasetNNN_BTCV/`` (before or
-after preprocessing: nnU-Net keeps an existing file), so that ``nnUNetv2_train NNN 3d_fullres 0`` trains
-on the 24 and validates on the 6. The 6 test cases are ``--test-cases`` if given; otherwise the last 6
-by case number. That default is our documented choice, not the authors' list: report it with results.
+``splits_final.json`` with that single split into the converted dataset, ``nnUNet_raw/DatasetNNN_BTCV/``.
+nnU-Net's experiment planner (``nnUNetv2_plan_and_preprocess`` or ``nnUNetv2_plan_experiment``) copies a
+raw dataset's ``splits_final.json`` into ``nnUNet_preprocessed/DatasetNNN_BTCV/``, where training reads it;
+so plan after converting. (If that folder already has a different splits_final.json, from an earlier
+training, the planner's check fails: delete that file first.) Then ``nnUNetv2_train NNN 3d_fullres 0``
+trains on the 24 and validates on the 6. The file holds fold 0 only: train fold 0 alone, the paper's
+protocol. For folds 1-4 nnU-Net would make random 80:20 splits of its own (saying so only in an INFO
+line of the training log), so a 5-fold cross-validation (nnU-Net's protocol) must be run without
+``--split``. The 6 test cases are ``--test-cases`` if given; otherwise the last 6 by case number. That
+default is our documented choice, not the authors' list: report it with results.
 
 Other datasets of the paper (no converter here: nnU-Net has them)
 -----------------------------------------------------------------
@@ -147,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--id", type=int, default=101, help="nnU-Net dataset id (default 101)")
     parser.add_argument("--nnunet-raw", type=Path, default=None, help="default: $nnUNet_raw")
     parser.add_argument("--split", action="store_true",
-                        help="also write the 24/6 split to $nnUNet_preprocessed/DatasetNNN_BTCV/splits_final.json")
+                        help="also write the paper's 24/6 split (fold 0 only; train fold 0 alone) to "
+                             "DatasetNNN_BTCV/splits_final.json in nnUNet_raw, which nnU-Net's planner copies "
+                             "into nnUNet_preprocessed: run nnUNetv2_plan_and_preprocess afterwards")
     parser.add_argument("--test-cases", nargs="+", default=None,
                         help="the test cases of --split (numbers or btcv_XXXX); default: the last 6 by number")
     args = parser.parse_args(argv)
@@ -155,18 +164,19 @@ def main(argv: list[str] | None = None) -> None:
     nnunet_raw = args.nnunet_raw or os.environ.get("nnUNet_raw")
     if not nnunet_raw:
         parser.error("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw or pass --nnunet-raw DIR")
-    preprocessed = os.environ.get("nnUNet_preprocessed")
-    if args.split and not preprocessed:
-        parser.error("--split writes into nnUNet_preprocessed, which is not set: export nnUNet_preprocessed=...")
     try:
         target = convert(args.raw_dir, args.id, Path(nnunet_raw))
         identifiers = sorted(p.name[: -len(FILE_ENDING)] for p in (target / "labelsTr").glob(f"*{FILE_ENDING}"))
         print(f"wrote {len(identifiers)} cases to {target}")
         if args.split:
             split = paper_split(identifiers, args.test_cases)
-            path = write_split(split, Path(preprocessed) / target.name / "splits_final.json")
+            path = write_split(split, target / "splits_final.json")
             print(f"wrote {path}: {len(split[0]['train'])} training, test (fold 0 validation): "
-                  f"{', '.join(split[0]['val'])}")
+                  f"{', '.join(split[0]['val'])}. nnUNetv2_plan_and_preprocess copies it into "
+                  f"nnUNet_preprocessed; train fold 0 only (folds 1-4 would get random splits)")
+        elif (target / "splits_final.json").exists():
+            print(f"note: {target / 'splits_final.json'} is left from an earlier --split; nnU-Net's planner "
+                  "will copy it. Delete it for nnU-Net's own 5-fold split")
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         parser.error(str(error))
 

@@ -1,4 +1,5 @@
-"""Parameter and multiply-accumulate (MAC) counts of a network on one input, by forward hooks.
+"""Parameter and multiply-accumulate (MAC) counts of a network on one input, by forward hooks, and the
+activation memory that autograd keeps for backward.
 
 Counted: Conv1d/Conv3d (out voxels x out channels x in channels / groups x kernel volume),
 ConvTranspose3d (the same over the input voxels), Linear, and inside each ToM the functional parts
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -56,3 +58,19 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         for handle in handles:
             handle.remove()
     return total
+
+
+def bytes_saved_for_backward(forward: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Run ``forward()`` and return its output and the bytes of the distinct storages that autograd keeps
+    from it for backward: the activation memory of training, on any device (storages shared by several
+    saved tensors count once; parameters count too, as they are saved by the layers that use them)."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = forward()
+    return out, sum(storages.values())

@@ -36,11 +36,17 @@ class SegResMambaConfig:
     segmamba_depth: int = 2
     skip_expansion: int = 2
     deep_supervision: bool = False
+    # Encoder levels whose ToM layers recompute their activations in backward instead of storing them:
+    # exact (same outputs and gradients), less training memory, more time. Level 0 holds the largest grid.
+    recompute_tom_levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         levels = len(self.widths)
         if len(self.down_strides) != levels - 1 or len(self.inner_strides) != levels:
             raise ValueError(f"{levels} levels need {levels - 1} down_strides and {levels} inner_strides")
+        if any(level not in range(levels) for level in self.recompute_tom_levels):
+            raise ValueError(f"recompute_tom_levels must be encoder levels 0..{levels - 1}, "
+                             f"got {self.recompute_tom_levels}")
         if self.encoder_block not in ENCODER_BLOCKS:
             raise ValueError(f"encoder_block must be one of {ENCODER_BLOCKS}, got {self.encoder_block!r}")
         for stride in (self.stem_stride, *self.down_strides, *self.inner_strides):

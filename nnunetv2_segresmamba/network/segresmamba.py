@@ -18,7 +18,8 @@ class EncoderLevel(nn.Sequential):
 
     def __init__(self, config: SegResMambaConfig, level: int):
         width = config.widths[level]
-        mamba = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand)
+        mamba = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand,
+                     recompute=level in config.recompute_tom_levels)
         layers: list[nn.Module] = []
         if level > 0:
             previous = config.widths[level - 1]

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..ssm import selective_scan
 
@@ -72,9 +73,12 @@ class ScanParameters(nn.Module):
 
 class TriOrientedMamba(nn.Module):
     def __init__(self, dim: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_rank: int | None = None):
+                 dt_rank: int | None = None, recompute: bool = False):
         super().__init__()
         self.dim = dim
+        # Recompute this layer's activations during backward instead of keeping them from the forward
+        # pass: the same gradients, less memory held across the rest of the network, one more forward.
+        self.recompute = recompute
         self.d_inner = expand * dim
         self.d_state = d_state
         self.d_conv = d_conv
@@ -89,6 +93,12 @@ class TriOrientedMamba(nn.Module):
         return torch.cat([getter(p) for p in self.orders.values()], dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return x + checkpoint(self._mix, x, use_reentrant=False)
+        return x + self._mix(x)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything but the residual: norm, projections, the three scans, gate, output projection."""
         batch, channels, *grid = x.shape
         length = math.prod(grid)
         num_orders = len(SCAN_ORDERS)
@@ -121,5 +131,4 @@ class TriOrientedMamba(nn.Module):
         y = sum(from_scan_order(y[:, k], order, grid) for k, order in enumerate(SCAN_ORDERS))
         # The gate is elementwise per token, so gating the sum equals gating each order in its own order.
         y = y.transpose(1, 2) * F.silu(gate)
-        out = self.out_proj(y).transpose(1, 2).reshape(batch, channels, *grid)
-        return x + out
+        return self.out_proj(y).transpose(1, 2).reshape(batch, channels, *grid)

@@ -7,6 +7,7 @@ from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 from .variants.ablations import nnUNetTrainerSegResMamba_Exp1SegMambaEncoder, nnUNetTrainerSegResMamba_Exp2NoExtraConv
 from .variants.deep_supervision import nnUNetTrainerSegResMamba_noDS
 from .variants.demo import nnUNetTrainerSegResMamba_Demo
+from .variants.memory import nnUNetTrainerSegResMamba_recomputeToM0
 from .variants.paper_recipe import nnUNetTrainerSegResMamba_PaperRecipe
 from .variants.precision import nnUNetTrainerSegResMamba_noAMP
 from .variants.training_length import *  # noqa: F401,F403  (the _Xepochs variants)

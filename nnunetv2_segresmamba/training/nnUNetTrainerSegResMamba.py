@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import autocast, nn
 from torch._dynamo import OptimizedModule
@@ -43,12 +42,10 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        # Fail now, with advice, on a 2d configuration or a patch the network cannot take. initialize()
-        # replaces this with the built network's own configuration (what debug.json records).
-        self.network_config = self.config_for(
-            self.configuration_manager,
-            determine_num_input_channels(self.plans_manager, self.configuration_manager, dataset_json),
-            self.label_manager.num_segmentation_heads, self.enable_deep_supervision)
+        # Fail now, with advice, on a 2d configuration or a patch the network cannot take (channel and
+        # class counts do not matter for that). initialize() replaces this with the built network's own
+        # configuration, which is what debug.json records.
+        self.network_config = self.config_for(self.configuration_manager, 1, 2, False)
         self.nonfinite_guard = NonFiniteLossGuard(self.nonfinite_loss_patience)
         if not self.use_amp:
             self.grad_scaler = None
