@@ -89,20 +89,16 @@ def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> t
     return total / sum(weights)
 
 
-def bench_network(name, topology, classes, batch, device, warmup, repeats) -> dict:
-    torch.manual_seed(0)
-    net = NETWORKS[name](topology, 1, classes)
-    row = dict(network=name, patch="x".join(map(str, topology.patch_size)), batch=batch,
-               params_M=count_parameters(net) / 1e6,
-               gmacs=count_macs(net, (1, 1, *topology.patch_size)) / 1e9)
-    net = net.to(device)
+def training_step(net, topology, classes: int, batch: int, device: torch.device):
+    """nnU-Net's training step on random data: fp16 autocast + GradScaler on CUDA, SGD (momentum 0.99,
+    Nesterov), gradient clipping at 12, deep supervision. Returns (step, input, autocast kwargs)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     x = torch.randn(batch, 1, *topology.patch_size, device=device)
     target = torch.randint(0, classes, (batch, *topology.patch_size), device=device)
     amp = dict(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
 
-    def train_step():
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(**amp):
             loss = deep_supervision_loss(net(x), target)
@@ -112,6 +108,17 @@ def bench_network(name, topology, classes, batch, device, warmup, repeats) -> di
         scaler.step(optimizer)
         scaler.update()
 
+    return step, x, amp
+
+
+def bench_network(name, topology, classes, batch, device, warmup, repeats) -> dict:
+    torch.manual_seed(0)
+    net = NETWORKS[name](topology, 1, classes)
+    row = dict(network=name, patch="x".join(map(str, topology.patch_size)), batch=batch,
+               params_M=count_parameters(net) / 1e6,
+               gmacs=count_macs(net, (1, 1, *topology.patch_size)) / 1e9)
+    net = net.to(device)
+    train_step, x, amp = training_step(net, topology, classes, batch, device)
     train_step()
     with torch.autocast(**amp):
         # Activations autograd keeps for backward: the device-independent part of the training memory.
@@ -127,9 +134,7 @@ def bench_network(name, topology, classes, batch, device, warmup, repeats) -> di
             net(x1)
 
     row["inference_ms"] = timed(infer, device, warmup, repeats)
-    del net, optimizer
-    torch.cuda.empty_cache() if device.type == "cuda" else None
-    return row
+    return row  # the network's memory goes with this frame; peak_memory_of empties the cache first
 
 
 def _set_deep_supervision(net, enabled: bool) -> None:

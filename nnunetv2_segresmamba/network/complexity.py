@@ -60,17 +60,34 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
-def bytes_saved_for_backward(forward: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Run ``forward()`` and return its output and the bytes of the distinct storages that autograd keeps
-    from it for backward: the activation memory of training, on any device (storages shared by several
-    saved tensors count once; parameters count too, as they are saved by the layers that use them)."""
-    storages: dict[int, int] = {}
+class SavedForBackward:
+    """While entered, counts the distinct storages that autograd keeps for backward: the activation
+    memory of training, on any device (a storage shared by several saved tensors counts once; parameters
+    count too, as the layers that use them save them)."""
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
+    def __init__(self) -> None:
+        self.storages: dict[int, int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        self.storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    @property
+    def bytes(self) -> int:
+        return sum(self.storages.values())
+
+    def __enter__(self) -> "SavedForBackward":
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
+def bytes_saved_for_backward(forward: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Run ``forward()``; its output and the bytes autograd keeps from it for backward."""
+    with SavedForBackward() as saved:
         out = forward()
-    return out, sum(storages.values())
+    return out, saved.bytes
