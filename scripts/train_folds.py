@@ -2,12 +2,13 @@
 """Train the five folds in parallel, one fold per visible GPU at a time, then find the best configuration.
 
     python scripts/train_folds.py DATASET TRAINER [--configuration 3d_fullres] [--folds 0 1 2 3 4]
-                                  [--gpus 0 1] [--plans nnUNetPlans] [--logs DIR]
+                                  [--gpus 0 1 | --cpu-jobs N] [--plans nnUNetPlans] [--logs DIR]
 
 Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
 CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. Then
 `nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
 Logs: one file per fold under --logs. Exit code 1 if any fold failed (the others still run).
+--cpu-jobs N trains N folds at a time with `-device cpu` instead (small trainers, tests).
 """
 
 from __future__ import annotations
@@ -38,34 +39,39 @@ def main() -> int:
     parser.add_argument("--configuration", default="3d_fullres")
     parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--gpus", nargs="+", default=None, help="GPU ids (default: all visible)")
+    parser.add_argument("--cpu-jobs", type=int, default=0, help="train on the CPU, this many folds at a time")
     parser.add_argument("--plans", default="nnUNetPlans")
     parser.add_argument("--logs", type=Path, default=Path("fold_logs"))
     args = parser.parse_args()
 
-    gpus = args.gpus or visible_gpus()
-    if not gpus:
-        parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES or pass --gpus")
+    on_cpu = args.cpu_jobs > 0
+    # Each slot trains one fold at a time: its name and what it adds to the fold's environment.
+    if on_cpu:
+        slots = {f"CPU job {i}": {} for i in range(args.cpu_jobs)}
+    else:
+        slots = {f"GPU {gpu}": {"CUDA_VISIBLE_DEVICES": gpu} for gpu in (args.gpus or visible_gpus())}
+    if not slots:
+        parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES, pass --gpus, or train on the CPU with --cpu-jobs N")
     args.logs.mkdir(parents=True, exist_ok=True)
     waiting, running, failed, done = list(args.folds), {}, [], []
-    print(f"folds {args.folds} on GPUs {gpus}", flush=True)
+    print(f"folds {args.folds} on {', '.join(slots)}", flush=True)
     while waiting or running:
-        for gpu in [g for g in gpus if g not in running]:
+        for slot in [s for s in slots if s not in running]:
             if not waiting:
                 break
             fold = waiting.pop(0)
             log = open(args.logs / f"fold_{fold}.log", "w")
             command = [nnunet_command("nnUNetv2_train"), args.dataset, args.configuration, str(fold),
-                       "-tr", args.trainer, "-p", args.plans, "--npz"]
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-            running[gpu] = (fold, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT),
-                            time.time())
-            print(f"fold {fold} started on GPU {gpu}", flush=True)
+                       "-tr", args.trainer, "-p", args.plans, "--npz"] + (["-device", "cpu"] if on_cpu else [])
+            process = subprocess.Popen(command, env={**os.environ, **slots[slot]}, stdout=log, stderr=subprocess.STDOUT)
+            running[slot] = (fold, process, time.time())
+            print(f"fold {fold} started on {slot}", flush=True)
         time.sleep(2)
-        for gpu, (fold, process, start) in list(running.items()):
+        for slot, (fold, process, start) in list(running.items()):
             if process.poll() is not None:
-                del running[gpu]
+                del running[slot]
                 (done if process.returncode == 0 else failed).append(fold)
-                print(f"fold {fold} on GPU {gpu}: {'done' if process.returncode == 0 else 'FAILED'} "
+                print(f"fold {fold} on {slot}: {'done' if process.returncode == 0 else 'FAILED'} "
                       f"after {time.time() - start:.0f} s (log {args.logs / f'fold_{fold}.log'})", flush=True)
     if done:
         subprocess.run([nnunet_command("nnUNetv2_find_best_configuration"), args.dataset, "-c", args.configuration,

@@ -1,10 +1,12 @@
 """The stock nnU-Net CLI end to end on bundled real cases, on the CPU, in subprocesses:
-plan/preprocess, train two folds with --npz, resume with --c, predict with both folds,
+plan/preprocess, train two folds with --npz in parallel (scripts/train_folds.py), resume with --c, predict with both folds,
 find_best_configuration, ensemble, evaluate."""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
 from nnunetv2_segresmamba.nnunet_cli import nnunet_environment, run_nnunet
 
 TRAINER = "nnUNetTrainerSegResMamba_CITiny"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RESULTS = f"{TRAINER}__nnUNetPlans__3d_fullres"
 pytestmark = pytest.mark.slow
 
@@ -43,8 +46,13 @@ def pipeline(tmp_path_factory):
     run = lambda *args, **kw: run_nnunet(*args, env={**env, **kw}, log=log)  # noqa: E731
 
     run("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2")
-    for fold in (0, 1):
-        run("nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu", "--npz")
+    # Folds 0 and 1 side by side, each a stock `nnUNetv2_train ... --npz -device cpu` started by the
+    # parallel-folds script, which then runs nnUNetv2_find_best_configuration on them.
+    with open(log, "a") as handle:
+        folds = subprocess.run([sys.executable, str(SCRIPTS / "train_folds.py"), DATASET_ID, TRAINER,
+                                "--folds", "0", "1", "--cpu-jobs", "2", "--logs", str(work / "fold_logs")],
+                               env=env, stdout=handle, stderr=subprocess.STDOUT)
+    assert folds.returncode == 0, "".join(open(log).readlines()[-40:])
     results = work / "nnUNet_results" / DATASET_NAME / RESULTS
     epochs_before = torch.load(results / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
     run("nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu", "--npz", "--c",
@@ -73,6 +81,8 @@ def pipeline(tmp_path_factory):
 
 
 def test_training_writes_checkpoints_and_npz_validation(pipeline):
+    log = pipeline["log"].read_text()
+    assert "folds [0, 1] on CPU job 0, CPU job 1" in log and "FAILED" not in log
     for fold in (0, 1):
         fold_dir = pipeline["results"] / f"fold_{fold}"
         assert (fold_dir / "checkpoint_final.pth").exists()

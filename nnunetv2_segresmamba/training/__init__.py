@@ -6,7 +6,7 @@ from .nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 from .variants.ablations import nnUNetTrainerSegResMamba_Exp1SegMambaEncoder, nnUNetTrainerSegResMamba_Exp2NoExtraConv
 from .variants.deep_supervision import nnUNetTrainerSegResMamba_noDS
-from .variants.demo import nnUNetTrainerSegResMamba_Demo
+from .variants.demo import nnUNetTrainerSegResMamba_Demo, nnUNetTrainerSegResMamba_DemoCPU
 from .variants.memory import nnUNetTrainerSegResMamba_recomputeToM0
 from .variants.paper_recipe import nnUNetTrainerSegResMamba_PaperRecipe
 from .variants.precision import nnUNetTrainerSegResMamba_noAMP
