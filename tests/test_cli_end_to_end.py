@@ -49,7 +49,7 @@ def pipeline(tmp_path_factory):
     # Folds 0 and 1 side by side, each a stock `nnUNetv2_train ... --npz -device cpu` started by the
     # parallel-folds script, which then runs nnUNetv2_find_best_configuration on them.
     with open(log, "a") as handle:
-        folds = subprocess.run([sys.executable, str(SCRIPTS / "train_folds.py"), DATASET_ID, TRAINER,
+        folds = subprocess.run([sys.executable, str(SCRIPTS / "train_folds.py"), str(DATASET_ID), TRAINER,
                                 "--folds", "0", "1", "--cpu-jobs", "2", "--logs", str(work / "fold_logs")],
                                env=env, stdout=handle, stderr=subprocess.STDOUT)
     assert folds.returncode == 0, "".join(open(log).readlines()[-40:])
