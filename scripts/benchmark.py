@@ -89,9 +89,10 @@ def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> t
     return total / sum(weights)
 
 
-def training_step(net, topology, classes: int, batch: int, device: torch.device):
+def training_step(net, topology, classes: int, batch: int, device: torch.device, ddp: bool = False):
     """nnU-Net's training step on random data: fp16 autocast + GradScaler on CUDA, SGD (momentum 0.99,
-    Nesterov), gradient clipping at 12, deep supervision. Returns (step, input, autocast kwargs)."""
+    Nesterov), gradient clipping at 12, deep supervision (``ddp``: weighted as under DDP). Returns
+    (step, input, autocast kwargs)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     x = torch.randn(batch, 1, *topology.patch_size, device=device)
@@ -101,7 +102,7 @@ def training_step(net, topology, classes: int, batch: int, device: torch.device)
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(**amp):
-            loss = deep_supervision_loss(net(x), target)
+            loss = deep_supervision_loss(net(x), target, ddp=ddp)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 12)

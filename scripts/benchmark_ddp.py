@@ -4,7 +4,8 @@
     python scripts/benchmark_ddp.py [--gpus 1 2] [--global-batch 8] [--patch 40 56 40] [--out DIR]
 
 For each world size, one process per GPU (NCCL, DistributedDataParallel as nnU-Net wraps it), each rank
-with global_batch / world_size samples, fp16 autocast + GradScaler + SGD, deep supervision on; the median
+with global_batch / world_size samples and scripts/benchmark.py's training step (fp16 autocast + GradScaler
++ SGD + clipping, deep supervision weighted as nnU-Net weights it under DDP); the median
 step time over the timed steps and each rank's peak memory. Ratios are against the first world size.
 Keep NCCL's NVLink multicast off on shared machines: NCCL_NVLS_ENABLE=0 is set here unless set already.
 """
@@ -23,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import deep_supervision_loss, device_name, markdown_table, timed  # noqa: E402
+from benchmark import device_name, markdown_table, timed, training_step  # noqa: E402
 from nnunetv2_segresmamba.baselines import nnunet_topology, segresmamba  # noqa: E402
 
 
@@ -38,20 +39,8 @@ def worker(rank: int, world: int, args, port: int, results) -> None:
     topology = nnunet_topology(args.patch)
     net = torch.nn.parallel.DistributedDataParallel(segresmamba(topology, 1, args.classes).to(device),
                                                     device_ids=[rank] if on_gpu else None)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=on_gpu)
     batch = args.global_batch // world + (rank < args.global_batch % world)
-    x = torch.randn(batch, 1, *topology.patch_size, device=device)
-    target = torch.randint(0, args.classes, (batch, *topology.patch_size), device=device)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
-            loss = deep_supervision_loss(net(x), target, ddp=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
+    step, _, _ = training_step(net, topology, args.classes, batch, device, ddp=True)
     step()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
@@ -81,7 +70,7 @@ def main() -> None:
     rows = []
     context = mp.get_context("spawn")
     for port, world in enumerate(args.gpus, start=29511):
-        if args.device == "cuda" and world > torch.cuda.device_count():
+        if on_gpu and world > torch.cuda.device_count():
             print(f"skipping {world} GPUs: only {torch.cuda.device_count()} visible")
             continue
         results = context.SimpleQueue()

@@ -33,14 +33,14 @@ fi
 
 # A mamba-ssm wheel built on an earlier machine is ABI-bound to that torch and GPU architecture: it is kept
 # (and looked for) under .whl/prebuilt/sm<arch>-torch<version>/, and used only where both match.
-tag=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'sm{major}{minor}-torch{torch.__version__}'.replace('+', '_'))")
+arch=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'{major}{minor}')")
+tag="sm$arch-torch$($PY -c "import torch; print(torch.__version__.replace('+', '_'))")"
 prebuilt="$WHEELS/prebuilt/$tag"
 if ! $PY -c "import torch, selective_scan_cuda" 2>/dev/null && ls "$prebuilt"/mamba_ssm-*.whl > /dev/null 2>&1; then
   echo "[bootstrap] installing the prebuilt mamba-ssm wheel for $tag"
   $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$prebuilt"/mamba_ssm-*.whl
 fi
 if ! $PY -c "import torch, selective_scan_cuda" 2>/dev/null; then
-  arch=$($PY -c "import torch; major, minor = torch.cuda.get_device_capability(); print(f'{major}{minor}')")
   echo "[bootstrap] building mamba-ssm for sm_$arch"
   build="$ROOT/.gpu/build"
   rm -rf "$build" && mkdir -p "$build"
