@@ -4,10 +4,9 @@
     python scripts/benchmark_ddp.py [--gpus 1 2] [--global-batch 8] [--patch 40 56 40] [--out DIR]
 
 For each world size, one process per GPU (NCCL, DistributedDataParallel as nnU-Net wraps it), each rank
-with global_batch / world_size samples and scripts/benchmark.py's training step (fp16 autocast + GradScaler
+with global_batch / world_size samples and nnU-Net's training step as scripts/benchmark.py times it (fp16 autocast + GradScaler
 + SGD + clipping, deep supervision weighted as nnU-Net weights it under DDP); the median
 step time over the timed steps and each rank's peak memory. Ratios are against the first world size.
-Keep NCCL's NVLink multicast off on shared machines: NCCL_NVLS_ENABLE=0 is set here unless set already.
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import device_name, markdown_table, timed, training_step  # noqa: E402
-from nnunetv2_segresmamba.baselines import nnunet_topology, segresmamba  # noqa: E402
+from nnunetv2_segresmamba.baselines import nnunet_topology, segresmamba
+from nnunetv2_segresmamba.benchmarking.measure import device_name, timed, training_step
+from nnunetv2_segresmamba.benchmarking.report import markdown_table
 
 
 def worker(rank: int, world: int, args, port: int, results) -> None:
@@ -40,7 +39,7 @@ def worker(rank: int, world: int, args, port: int, results) -> None:
     net = torch.nn.parallel.DistributedDataParallel(segresmamba(topology, 1, args.classes).to(device),
                                                     device_ids=[rank] if on_gpu else None)
     batch = args.global_batch // world + (rank < args.global_batch % world)
-    step, _, _ = training_step(net, topology, args.classes, batch, device, ddp=True)
+    step, _, _ = training_step(net, topology.patch_size, args.classes, batch, device, ddp=True)
     step()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
@@ -65,7 +64,6 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cpu runs the same DDP code over gloo: a correctness smoke run, not a benchmark")
     args = parser.parse_args()
-    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
     on_gpu = args.device == "cuda"
     rows = []
     context = mp.get_context("spawn")

@@ -4,7 +4,7 @@
     python scripts/profile_network.py [--network SegResMamba] [--patch 128 128 128] [--classes 14]
                                       [--batch 1] [--steps 3] [--depth 3] [--out profile_out]
 
-One training step as scripts/benchmark.py times it (its training_step: fp16 autocast on CUDA, SGD),
+One training step as scripts/benchmark.py times it (nnunetv2_segresmamba.benchmarking's training_step: fp16 autocast on CUDA, SGD),
 warmed up, then:
 
 1. per module (to --depth levels of the module tree): forward time (CUDA events on a GPU, wall clock
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import device_name, markdown_table, synchronize, training_step  # noqa: E402
-from nnunetv2_segresmamba.baselines import NETWORKS, nnunet_topology  # noqa: E402
-from nnunetv2_segresmamba.network.complexity import SavedForBackward, bytes_saved_for_backward  # noqa: E402
+from nnunetv2_segresmamba.baselines import NETWORKS, nnunet_topology
+from nnunetv2_segresmamba.benchmarking.measure import device_name, synchronize, training_step
+from nnunetv2_segresmamba.benchmarking.report import markdown_table
+from nnunetv2_segresmamba.network.complexity import SavedForBackward, bytes_saved_for_backward
 
 
 CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict)
@@ -106,7 +106,7 @@ def main() -> None:
     torch.manual_seed(0)
     topology = nnunet_topology(args.patch)
     net = NETWORKS[args.network](topology, 1, args.classes).to(device)
-    train_step, x, amp = training_step(net, topology, args.classes, args.batch, device)
+    train_step, x, amp = training_step(net, topology.patch_size, args.classes, args.batch, device)
     for _ in range(2):
         train_step()
     synchronize(device)

@@ -72,6 +72,9 @@ def test_backend_choice(monkeypatch):
     with pytest.raises(ScanBackendError, match="need a CUDA GPU"):
         resolve_backend(cpu)
     monkeypatch.setenv(ssm.BACKEND_ENV, "triton")
+    with pytest.raises(ScanBackendError, match="need a CUDA GPU"):
+        resolve_backend(cpu)
+    monkeypatch.setenv(ssm.BACKEND_ENV, "mamba")
     with pytest.raises(ScanBackendError, match="not one of"):
         resolve_backend(cpu)
 

@@ -1,7 +1,8 @@
 """mamba-ssm's fused CUDA selective scan behind our scan signature.
 
 mamba-ssm is imported lazily: ``import mamba_ssm`` fails outright on machines without its compiled
-extension, so nothing here may touch it at module load.
+extension, so nothing here may touch it at module load. The kernels run through the registered operator
+in ``ops.py`` (mamba-ssm does not register them itself), so torch.compile traces through them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ INSTALL_HINT = (
 def mamba_ssm_import_error() -> str | None:
     """None when mamba-ssm's selective scan kernel imports, else why it does not."""
     try:
+        import selective_scan_cuda  # noqa: F401  (the compiled extension our operator calls)
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
     except Exception as error:  # ImportError, OSError from a broken .so, missing CUDA runtime...
         return f"{type(error).__name__}: {error}"
@@ -42,19 +44,8 @@ def selective_scan_cuda(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
 ) -> torch.Tensor:
-    """The kernel keeps state and accumulation in fp32; u, delta, B, C may be fp16/bf16/fp32, but
-    must share one dtype, and A, D, delta_bias must be fp32."""
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    """The kernel keeps state and accumulation in fp32; u, delta, B, C may be fp16/bf16/fp32 (delta, B and
+    C are brought to u's dtype, as the kernel requires); A, D, delta_bias are used in fp32."""
+    from .ops import registered_scan
 
-    io_dtype = u.dtype
-    return selective_scan_fn(
-        u.contiguous(),
-        delta.to(io_dtype).contiguous(),
-        A.float().contiguous(),
-        B.to(io_dtype).contiguous(),
-        C.to(io_dtype).contiguous(),
-        D=None if D is None else D.float(),
-        z=None,
-        delta_bias=None if delta_bias is None else delta_bias.float(),
-        delta_softplus=delta_softplus,
-    )
+    return registered_scan("cuda", u, delta, A, B, C, D, delta_bias, delta_softplus)

@@ -4,6 +4,7 @@ energy logging (nnUNetTrainerEnergy) for same-budget comparisons."""
 from .baseline_trainers import nnUNetTrainerEnergy
 from .nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
+from .variants.benchmarking import nnUNetTrainerBenchmarkPipeline_5epochs, nnUNetTrainerSegResMambaBenchmark_5epochs
 from .variants.ablations import nnUNetTrainerSegResMamba_Exp1SegMambaEncoder, nnUNetTrainerSegResMamba_Exp2NoExtraConv
 from .variants.deep_supervision import nnUNetTrainerSegResMamba_noDS
 from .variants.demo import nnUNetTrainerSegResMamba_Demo, nnUNetTrainerSegResMamba_DemoCPU
@@ -12,5 +13,6 @@ from .variants.paper_recipe import nnUNetTrainerSegResMamba_PaperRecipe
 from .variants.precision import nnUNetTrainerSegResMamba_noAMP
 from .variants.training_length import *  # noqa: F401,F403  (the _Xepochs variants)
 
-TRAINERS = [name for name in dir() if name.startswith(("nnUNetTrainerSegResMamba", "nnUNetTrainerEnergy"))]
+TRAINERS = [name for name in dir()
+            if name.startswith(("nnUNetTrainerSegResMamba", "nnUNetTrainerEnergy", "nnUNetTrainerBenchmarkPipeline"))]
 __all__ = TRAINERS + ["NonFiniteLossError", "NonFiniteLossGuard"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from os.path import join
 
 import numpy as np
@@ -14,6 +13,7 @@ from torch import autocast, nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
 from .energy import EnergyLoggingMixin
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
@@ -81,10 +81,17 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         _unwrap(self.network).deep_supervision = enabled
 
     def _do_i_compile(self) -> bool:
-        # nnU-Net compiles by default on CUDA. mamba-ssm's kernels are opaque to torch.compile (graph
-        # breaks around every scan), so our trainers compile only when nnUNet_compile asks for it.
-        asked = os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
-        return asked and super()._do_i_compile()
+        """Compile exactly when nnU-Net compiles its own networks (CUDA, nnUNet_compile not false), provided the
+        scan runs on a registered GPU kernel (Triton or mamba-ssm), which torch.compile traces without a graph
+        break. The pure-PyTorch scan would be unrolled into thousands of graph nodes: it runs eagerly."""
+        if not super()._do_i_compile():
+            return False
+        backend = ssm.resolve_backend(self.device)
+        if backend not in ssm.GPU_BACKENDS:
+            self.print_to_log_file(f"INFO: torch.compile disabled because the selective scan runs on the {backend} "
+                                   f"backend; Triton (shipped with CUDA builds of PyTorch) or mamba-ssm enables it.")
+            return False
+        return True
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's train step, plus: a non-finite loss skips the update instead of corrupting the

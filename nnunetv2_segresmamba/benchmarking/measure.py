@@ -1,0 +1,103 @@
+"""Timing, peak memory and nnU-Net's training step on random data: what every benchmark here measures with."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of fn() in ms, the device synchronised around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def steady_state_peak(fn: Callable[[], object], device: torch.device, steps: int = 3) -> tuple[float, float] | None:
+    """(peak allocated, peak reserved) in GiB over ``steps`` calls of an already warmed-up ``fn``.
+
+    Allocated counts every tensor PyTorch's CUDA allocator handed out while the steps ran: weights, gradients,
+    optimizer state, activations, cuDNN and autotuning workspaces, CUDA-graph memory pools. Reserved adds what
+    the allocator holds cached. Neither counts the CUDA context. Measure one network per process: the
+    allocator keeps what earlier networks left cached.
+    """
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(steps):
+        fn()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) / 2 ** 30, torch.cuda.max_memory_reserved(device) / 2 ** 30)
+
+
+def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> torch.Tensor:
+    """CE over each output against the target resized to it, weighted 1, 1/2, 1/4, ... as nnU-Net does.
+
+    nnU-Net zeroes the lowest-resolution output's weight; under DDP it uses 1e-6 instead, because
+    DistributedDataParallel fails on parameters (that head) that get no gradient.
+    """
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    weights = [0.5 ** i for i in range(len(outputs))]
+    if len(weights) > 1:
+        weights[-1] = 1e-6 if ddp else 0.0
+    total = 0.0
+    for out, weight in zip(outputs, weights):
+        if weight:
+            small = F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest")[:, 0].long()
+            total = total + weight * F.cross_entropy(out.float(), small)
+    return total / sum(weights)
+
+
+def training_step(net: torch.nn.Module, patch_size, classes: int, batch: int, device: torch.device,
+                  ddp: bool = False, forward: torch.nn.Module | None = None):
+    """nnU-Net's training step on random data: fp16 autocast + GradScaler on CUDA, SGD (momentum 0.99,
+    Nesterov), gradient clipping at 12, deep supervision (``ddp``: weighted as under DDP). ``forward`` is
+    what runs the forward pass (a compiled or DDP-wrapped ``net``; default ``net``). Returns
+    (step, input, autocast kwargs)."""
+    forward = net if forward is None else forward
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    x = torch.randn(batch, 1, *patch_size, device=device)
+    target = torch.randint(0, classes, (batch, *patch_size), device=device)
+    amp = dict(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(**amp):
+            loss = deep_supervision_loss(forward(x), target, ddp=ddp)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step, x, amp
+
+
+def set_deep_supervision(net: torch.nn.Module, enabled: bool) -> None:
+    if hasattr(net, "decoder") and hasattr(net.decoder, "deep_supervision"):
+        net.decoder.deep_supervision = enabled
