@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--configuration", configuration, "--out", str(comparison / configuration)]
                     for configuration in args.configurations]
         submission = prepare(states, options, summary, device=args.device, num_gpus=args.num_gpus)
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, FileNotFoundError) as error:  # FileNotFoundError: nnU-Net not installed
         print(f"error: {error}", file=sys.stderr)
         return 2
     for training in submission.skipped:
