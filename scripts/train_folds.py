@@ -7,6 +7,8 @@
 Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
 CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. Then
 `nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
+Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
+written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.
 Logs: one file per fold under --logs. Exit code 1 if any fold failed (the others still run).
 --cpu-jobs N trains N folds at a time with `-device cpu` instead (small trainers, tests).
 """
@@ -21,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunetv2_segresmamba.nnunet_cli import nnunet_command  # noqa: E402
+from nnunetv2_segresmamba.cluster.trainings import (State, find_best_command, training_matrix,  # noqa: E402
+                                                    training_states)
 
 
 def visible_gpus() -> list[str]:
@@ -52,20 +55,29 @@ def main() -> int:
         slots = {f"GPU {gpu}": {"CUDA_VISIBLE_DEVICES": gpu} for gpu in (args.gpus or visible_gpus())}
     if not slots:
         parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES, pass --gpus, or train on the CPU with --cpu-jobs N")
+    try:
+        states = training_states(training_matrix(args.dataset, [args.trainer], [args.configuration], args.folds,
+                                                 args.plans))
+    except (RuntimeError, ValueError) as error:
+        parser.error(str(error))
     args.logs.mkdir(parents=True, exist_ok=True)
-    waiting, running, failed, done = list(args.folds), {}, [], []
-    print(f"folds {args.folds} on {', '.join(slots)}", flush=True)
+    done = [t.fold for t, state in states.items() if state == State.FINISHED]
+    waiting = [t for t, state in states.items() if state != State.FINISHED]
+    running, failed = {}, []
+    for fold in done:
+        print(f"fold {fold}: finished already, skipped", flush=True)
+    print(f"folds {[t.fold for t in waiting]} on {', '.join(slots)}", flush=True)
     while waiting or running:
         for slot in [s for s in slots if s not in running]:
             if not waiting:
                 break
-            fold = waiting.pop(0)
-            log = open(args.logs / f"fold_{fold}.log", "w")
-            command = [nnunet_command("nnUNetv2_train"), args.dataset, args.configuration, str(fold),
-                       "-tr", args.trainer, "-p", args.plans, "--npz"] + (["-device", "cpu"] if on_cpu else [])
+            training = waiting.pop(0)
+            fold, resume = training.fold, states[training] == State.RESUMABLE
+            log = open(args.logs / f"fold_{fold}.log", "a" if resume else "w")
+            command = training.command(resume, device="cpu" if on_cpu else "cuda")
             process = subprocess.Popen(command, env={**os.environ, **slots[slot]}, stdout=log, stderr=subprocess.STDOUT)
             running[slot] = (fold, process, time.time())
-            print(f"fold {fold} started on {slot}", flush=True)
+            print(f"fold {fold} {'resumed with --c' if resume else 'started'} on {slot}", flush=True)
         time.sleep(2)
         for slot, (fold, process, start) in list(running.items()):
             if process.poll() is not None:
@@ -74,8 +86,8 @@ def main() -> int:
                 print(f"fold {fold} on {slot}: {'done' if process.returncode == 0 else 'FAILED'} "
                       f"after {time.time() - start:.0f} s (log {args.logs / f'fold_{fold}.log'})", flush=True)
     if done:
-        subprocess.run([nnunet_command("nnUNetv2_find_best_configuration"), args.dataset, "-c", args.configuration,
-                        "-tr", args.trainer, "-p", args.plans, "-f", *map(str, sorted(done))], check=not failed)
+        subprocess.run(find_best_command(args.dataset, [args.trainer], [args.configuration], sorted(done), args.plans),
+                       check=not failed)
     if failed:
         print(f"failed folds: {sorted(failed)}", file=sys.stderr)
     return 1 if failed else 0
