@@ -221,7 +221,7 @@ def run_tom(args, device) -> tuple[list[dict], list[str]]:
 
 
 def run_predict(args, device) -> tuple[list[dict], list[str]]:
-    from predict_timing import time_predict  # nnU-Net's CLI machinery: only this mode needs it
+    from nnunetv2_segresmamba.benchmarking.predict_timing import time_predict  # only this mode runs nnU-Net's CLI
     rows = time_predict(args, device)
     add_ratios(rows, ("trainer", args.trainers[0]), ["predict_s"], ["tta"])
     return rows, ["trainer", "case", "patch", "tta", "repeats", "predict_s", "predict_s_ratio", "min_s"]
