@@ -1,6 +1,6 @@
 """An offline bundle: every wheel the package needs on a target Python and platform, plus mamba-ssm's source.
 
-Made on a machine with the package index, carried to a GPU node without one, installed there by
+Made on a machine with the package index, copied to a GPU node without one, installed there by
 ``install.sh`` (``node.py``). How the wheel list is found:
 
 1. the package's own wheel is built from its source tree (or taken as given);
@@ -82,10 +82,8 @@ def plugin_wheel(source: str | Path | None, out: Path, log: Path) -> Path:
                           "or a wheel built from it")
     if source.suffix == ".whl":
         return Path(shutil.copy2(source, out))
-    before = set(out.glob("nnunetv2_segresmamba-*.whl"))
     check(run_pip("wheel", "--no-deps", "-w", out, source, log=log), f"building {PLUGIN}'s wheel from {source}")
-    built = sorted(set(out.glob("nnunetv2_segresmamba-*.whl")) - before) or sorted(out.glob("nnunetv2_segresmamba-*.whl"))
-    return built[-1]
+    return max(out.glob("nnunetv2_segresmamba-*.whl"), key=lambda path: path.stat().st_mtime)  # the one just built
 
 
 def build_pure_wheel(requirement: str, out: Path, log: Path) -> Path:
@@ -159,7 +157,8 @@ def write_installer(out: Path) -> Path:
     script = out / INSTALLER
     script.write_text(f"""#!/bin/sh
 # Installs this bundle into the Python environment of $PYTHON (default: python3), without a package index:
-#   sh {INSTALLER} [--arch 9.0] [--jobs 8] [--no-mamba]     (options: python3 -m nnunetv2_segresmamba.install install -h)
+#   sh {INSTALLER} [--arch 9.0] [--jobs 8] [--no-mamba]
+# (the options: python3 -m nnunetv2_segresmamba.install install -h)
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 python=${{PYTHON:-python3}}
