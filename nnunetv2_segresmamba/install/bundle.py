@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .mamba_build import MAMBA_SSM_VERSION, fetch_sdist
+from .mamba_build import MAMBA_SSM_VERSION, RUNTIME_DEPENDENCIES, fetch_sdist
 from .pip import check, normalized_name, run_pip
 from .targets import Target
 
@@ -35,8 +35,7 @@ MANIFEST = "bundle.json"
 INSTALLER = "install.sh"
 SDIST_FOLDER = "sdist"  # not scanned by pip's --find-links, so no install ever picks the sdist up by itself
 ALWAYS = ["nvidia-ml-py"]  # the trainers' GPU energy logging (the package's "energy" extra)
-# `import mamba_ssm` needs these besides torch and triton; building it without build isolation needs the rest.
-MAMBA_RUNTIME = ["einops", "transformers"]
+# mamba-ssm's import needs RUNTIME_DEPENDENCIES; building it without build isolation needs these.
 MAMBA_BUILD = ["setuptools", "wheel", "packaging", "ninja"]
 
 
@@ -181,7 +180,7 @@ def make_bundle(out: Path, target: Target, plugin: str | Path | None = None, exi
 
     wheel = plugin_wheel(plugin, out, log)
     print(f"  {wheel.name}", flush=True)
-    wanted = [*ALWAYS, *(also or []), *(MAMBA_RUNTIME + MAMBA_BUILD if with_mamba else [])]
+    wanted = [*ALWAYS, *(also or []), *(RUNTIME_DEPENDENCIES + MAMBA_BUILD if with_mamba else [])]
     with tempfile.TemporaryDirectory() as stand_ins:
         pin = []
         if existing_torch:

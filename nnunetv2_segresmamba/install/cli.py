@@ -50,10 +50,11 @@ def build_mamba_command(args: argparse.Namespace) -> int:
               f"sm_{', sm_'.join(built.listed)}; the ones its CUDA version allows are compiled without this)")
         if not args.no_install:
             mamba_build.install_wheel(built.path)
-            problem = mamba_build.kernels_import()
+            mamba_build.install_runtime_dependencies()
+            problem = mamba_build.scan_import()
             if problem:
                 raise MambaBuildError(f"the built mamba-ssm does not import: {problem}")
-            print("Installed; its CUDA kernels import. Check them: nnunetv2-segresmamba-install verify")
+            print("Installed; its selective scan imports. Check it: nnunetv2-segresmamba-install verify")
     return 0
 
 

@@ -29,6 +29,8 @@ from .pip import check, run_pip
 # setup.py lists its architectures the same way (restrict_architectures says when one does not).
 MAMBA_SSM_VERSION = "2.3.2.post1"
 MARK = "nnunetv2-segresmamba"
+# What `import mamba_ssm` needs besides torch and triton (the wheel itself is installed without dependencies).
+RUNTIME_DEPENDENCIES = ["einops", "transformers"]
 
 # One architecture of mamba-ssm's list: two appends to cc_flag on consecutive lines.
 GENCODE_PAIR = re.compile(
@@ -228,10 +230,25 @@ def install_wheel(wheel: Path) -> None:
     check(run_pip("install", "--no-index", "--no-deps", "--force-reinstall", wheel), f"installing {wheel.name}")
 
 
-def kernels_import() -> str | None:
-    """None when mamba-ssm's compiled scan imports in a fresh interpreter, else its error's last line."""
-    result = subprocess.run([sys.executable, "-c", "import torch, selective_scan_cuda"], capture_output=True, text=True)
+def _import_error(statement: str) -> str | None:
+    result = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True)
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def kernels_import() -> str | None:
+    """None when mamba-ssm's compiled extension imports in a fresh interpreter, else its error's last line."""
+    return _import_error("import torch, selective_scan_cuda")
+
+
+def scan_import() -> str | None:
+    """None when the selective scan that SegResMamba calls imports (extension and Python dependencies)."""
+    return _import_error("from mamba_ssm.ops.selective_scan_interface import selective_scan_fn")
+
+
+def install_runtime_dependencies() -> None:
+    """einops and transformers, which ``import mamba_ssm`` needs (already there: pip does not ask the index)."""
+    check(run_pip("install", *RUNTIME_DEPENDENCIES), f"installing {' and '.join(RUNTIME_DEPENDENCIES)}",
+          "Without a package index, install them from a bundle (they are in every bundle with mamba-ssm).")
 
 
 def copy_wheel(wheel: Path, directory: Path) -> Path:
