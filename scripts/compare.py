@@ -6,12 +6,12 @@
         [--configuration 3d_fullres] --out comparison_out
 
 Reads what nnU-Net and our trainers already wrote in each fold (validation/summary.json, training logs,
-energy.json, and inference_time.json where scripts/gpu_hippocampus.sh or another timing run wrote one),
+energy.json, and inference_time.json where scripts/time_inference.py or another timing run wrote one),
 builds each trainer's network once on the CPU for its parameters and MACs, prints the table and what is
 missing, and writes comparison.md/.csv/.json and comparison.png (mean Dice against training memory, as
 the paper's Figure 2, and against GPU energy and epoch time; a panel for each that some trainer recorded)
-into --out. See nnunetv2_segresmamba/comparison.py for what each figure is taken over and for the format
-of inference_time.json.
+into --out. See nnunetv2_segresmamba/comparison/collect.py for what each figure is taken over and
+comparison/inference_time.py for the format of inference_time.json.
 """
 
 from __future__ import annotations

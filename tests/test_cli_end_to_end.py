@@ -1,6 +1,6 @@
 """The stock nnU-Net CLI end to end on bundled real cases, on the CPU, in subprocesses:
 plan/preprocess, train two folds with --npz in parallel (scripts/train_folds.py), resume with --c, predict with both folds,
-find_best_configuration, ensemble, evaluate."""
+find_best_configuration, ensemble, evaluate, time one fold's prediction (scripts/time_inference.py)."""
 
 import json
 import os
@@ -76,6 +76,11 @@ def pipeline(tmp_path_factory):
     run("nnUNetv2_ensemble", "-i", work / "pred_fold0", work / "pred_fold1", "-o", work / "ensemble")
     run("nnUNetv2_evaluate_folder", labels, work / "ensemble",
         "-djfile", results / "dataset.json", "-pfile", results / "plans.json")
+    # Fold 1's validation cases predicted again and timed, for scripts/compare.py's inference column.
+    with open(log, "a") as handle:
+        timing = subprocess.run([sys.executable, str(SCRIPTS / "time_inference.py"), str(DATASET_ID), TRAINER,
+                                 "-f", "1", "--devices", "cpu"], env=env, stdout=handle, stderr=subprocess.STDOUT)
+    assert timing.returncode == 0, "".join(open(log).readlines()[-40:])
     return dict(work=work, raw=raw, cases=cases, results=results, log=log,
                 epochs_before=epochs_before, epochs_after=epochs_after)
 
@@ -115,3 +120,15 @@ def test_find_best_configuration_and_evaluation_outputs(pipeline):
     summary = json.loads((pipeline["work"] / "ensemble" / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == len(pipeline["cases"])
     assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+
+
+def test_inference_time_is_recorded_for_the_comparison(pipeline):
+    from nnunetv2_segresmamba.comparison import collect_fold
+
+    splits = json.loads((pipeline["work"] / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").read_text())
+    record = json.loads((pipeline["results"] / "fold_1" / "inference_time.json").read_text())
+    assert record["torch_device"] == "cpu" and record["tta"] is False
+    assert record["cases"] == len(splits[1]["val"]) and record["seconds"] > 0
+    assert 0.0 <= record["runs"][0]["mean_dice"] <= 1.0
+    fold = collect_fold(pipeline["results"] / "fold_1", {})
+    assert (fold["inference_seconds"], fold["inference_cases"]) == (record["seconds"], record["cases"])

@@ -8,13 +8,12 @@ import json
 import math
 import runpy
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nnunetv2_segresmamba.comparison import (FIGURE_PANELS, collect_fold, epoch_times, figure_panels, figure_points,
+from nnunetv2_segresmamba.comparison import (FIGURE_PANELS, epoch_times, figure_panels, figure_points,
                                              find_dataset_folder, label_names, markdown, network_figures)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,21 +224,6 @@ def test_log_parsing_and_region_labels(tmp_path):
     assert epoch_times(tmp_path) == ([7.5], 1)
     regions = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "enhancing tumor": [3], "edema": 2}}
     assert label_names(regions) == {"(1, 2, 3)": "whole tumor", "(3,)": "enhancing tumor", "2": "edema"}
-
-
-def test_inference_time_json_as_gpu_hippocampus_sh_writes_it(tmp_path):
-    # the script's own writer (its bash function), run here with made-up timings: what it writes is what
-    # comparison.py reads
-    script = (REPO / "scripts" / "gpu_hippocampus.sh").read_text()
-    function = script[script.index("write_inference_time() {"):]
-    function = function[:function.index("\n}\n") + 3]
-    subprocess.run(["bash", "-c", function + 'write_inference_time "$@"', "bash", str(tmp_path),
-                    "cuda", "Fake GPU", "40", "47.126", "cpu", "Fake CPU (16 threads)", "38", "36.5"], check=True)
-    written = json.loads((tmp_path / "inference_time.json").read_text())
-    assert [run["torch_device"] for run in written["runs"]] == ["cuda", "cpu"] and written["runs"][1]["cases"] == 38
-    fold = collect_fold(tmp_path, {})
-    assert (fold["inference_device"], fold["inference_cases"], fold["inference_seconds"], fold["inference_tta"]) == (
-        "Fake GPU", 40, 47.13, False)
 
 
 def test_network_figures_count_a_cascades_label_inputs():

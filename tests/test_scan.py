@@ -83,7 +83,7 @@ def test_forcing_cuda_without_mamba_ssm_says_how_to_install(monkeypatch):
     monkeypatch.setenv(ssm.BACKEND_ENV, "cuda")
     monkeypatch.setattr(ssm, "mamba_ssm_available", lambda: False)
     monkeypatch.setattr(ssm, "mamba_ssm_import_error", lambda: "ModuleNotFoundError: No module named 'mamba_ssm'")
-    with pytest.raises(ScanBackendError, match=r"pip install --no-build-isolation"):
+    with pytest.raises(ScanBackendError, match=r"nnunetv2-segresmamba-install build-mamba"):
         resolve_backend(torch.device("cuda"))
 
 

@@ -12,10 +12,10 @@ import functools
 import torch
 
 INSTALL_HINT = (
-    "Install the CUDA extra on a machine with an NVIDIA GPU and a CUDA toolkit: "
-    "`pip install --no-build-isolation 'nnunetv2-segresmamba[cuda]'` (mamba-ssm ships only as source "
-    "and compiles for several minutes; see the README), or bootstrap an offline GPU machine with "
-    "`scripts/gpu_bootstrap.sh`. Set SEGRESMAMBA_SCAN_BACKEND=torch to run without it."
+    "Build mamba-ssm for this machine's GPU with `nnunetv2-segresmamba-install build-mamba` (needs nvcc and a "
+    "CUDA build of torch; mamba-ssm ships only as source), or, on a node without internet, install an "
+    "offline bundle made with `nnunetv2-segresmamba-install bundle` (see the README's Install section). "
+    "Set SEGRESMAMBA_SCAN_BACKEND=torch to run without it."
 )
 
 
