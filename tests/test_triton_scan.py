@@ -128,3 +128,4 @@ def test_one_state_dict_gives_the_same_tom_on_triton_and_torch(monkeypatch):
     with torch.no_grad():
         on_torch = tom(x)
     assert rel(on_triton, on_torch) < 1e-5
+

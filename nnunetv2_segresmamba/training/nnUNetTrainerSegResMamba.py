@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from os.path import join
 
 import numpy as np
@@ -81,17 +82,28 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         _unwrap(self.network).deep_supervision = enabled
 
     def _do_i_compile(self) -> bool:
-        """Compile exactly when nnU-Net compiles its own networks (CUDA, nnUNet_compile not false), provided the
-        scan runs on a registered GPU kernel (Triton or mamba-ssm), which torch.compile traces without a graph
-        break. The pure-PyTorch scan would be unrolled into thousands of graph nodes: it runs eagerly."""
-        if not super()._do_i_compile():
+        """torch.compile traces SegResMamba without a graph break (the scan kernels are registered operators),
+        but compiled training was measured to give gradients that differ from eager ones and to stop learning
+        (docs/benchmarks.md): SegResMamba trains eagerly unless nnUNet_compile=true asks for compiling. The
+        pure-PyTorch scan would be unrolled into thousands of graph nodes: it never compiles."""
+        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t") or not super()._do_i_compile():
+            self._log_once("INFO: SegResMamba trains without torch.compile (compiled gradients differ from eager "
+                           "ones; see docs/benchmarks.md). nnUNet_compile=true compiles anyway.")
             return False
         backend = ssm.resolve_backend(self.device)
         if backend not in ssm.GPU_BACKENDS:
-            self.print_to_log_file(f"INFO: torch.compile disabled because the selective scan runs on the {backend} "
-                                   f"backend; Triton (shipped with CUDA builds of PyTorch) or mamba-ssm enables it.")
+            self._log_once(f"INFO: torch.compile disabled because the selective scan runs on the {backend} backend; "
+                           f"Triton (shipped with CUDA builds of PyTorch) or mamba-ssm enables it.")
             return False
+        self._log_once("WARNING: compiling SegResMamba for training (nnUNet_compile=true): compiled gradients were "
+                       "measured to differ from eager ones; check that the pseudo Dice keeps rising.")
         return True
+
+    def _log_once(self, message: str) -> None:
+        logged = self.__dict__.setdefault("_logged_once", set())
+        if message not in logged:
+            logged.add(message)
+            self.print_to_log_file(message)
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's train step, plus: a non-finite loss skips the update instead of corrupting the
