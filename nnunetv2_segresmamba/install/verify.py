@@ -85,7 +85,8 @@ def verify() -> Verification:
 
     import torch
 
-    from ..ssm import mamba_ssm_import_error, resolve_backend, selective_scan_cuda, selective_scan_torch
+    from ..ssm import (mamba_ssm_import_error, resolve_backend, selective_scan_cuda, selective_scan_torch,
+                       selective_scan_triton, triton_available)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result.device = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -94,6 +95,8 @@ def verify() -> Verification:
         result.mamba_ssm_problem = mamba_ssm_import_error()
         if result.mamba_ssm_problem is None:
             result.scan_errors["cuda"] = scan_error(selective_scan_cuda, device)
+        if triton_available():
+            result.scan_errors["triton"] = scan_error(selective_scan_triton, device)
     else:
         result.mamba_ssm_problem = "no CUDA GPU visible"
     result.scan_errors["torch"] = scan_error(selective_scan_torch, device)
@@ -107,7 +110,7 @@ def report(result: Verification) -> str:
     lines += [f"  NOT FOUND {name}: {why}" for name, why in result.trainers_missing.items()]
     lines.append(f"Device: {result.device}; SegResMamba's scan runs on the {result.backend!r} backend")
     for backend, error in result.scan_errors.items():
-        name = "mamba-ssm's CUDA scan" if backend == "cuda" else "the PyTorch scan"
+        name = {"cuda": "mamba-ssm's CUDA scan", "triton": "the Triton scan"}.get(backend, "the PyTorch scan")
         verdict = "ok" if error <= SCAN_TOLERANCE else "WRONG"
         lines.append(f"  {name} against the float64 reference: relative error {error:.1e} ({verdict})")
     if result.device == "cpu":
