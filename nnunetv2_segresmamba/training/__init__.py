@@ -9,6 +9,8 @@ from .variants.ablations import nnUNetTrainerSegResMamba_Exp1SegMambaEncoder, nn
 from .variants.deep_supervision import nnUNetTrainerSegResMamba_noDS
 from .variants.demo import nnUNetTrainerSegResMamba_Demo, nnUNetTrainerSegResMamba_DemoCPU
 from .variants.memory import nnUNetTrainerSegResMamba_recomputeToM0
+from .variants.optimizer import (nnUNetTrainerSegResMamba_AdamW1en3, nnUNetTrainerSegResMamba_AdamW3en4,
+                                  nnUNetTrainerSegResMamba_SSMNoWD)
 from .variants.paper_recipe import nnUNetTrainerSegResMamba_PaperRecipe
 from .variants.precision import nnUNetTrainerSegResMamba_noAMP
 from .variants.training_length import *  # noqa: F401,F403  (the _Xepochs variants)
