@@ -39,9 +39,8 @@ def test_compiled_network_matches_eager_under_fp16(monkeypatch, backend):
         return [o.float() for o in outputs], {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
     eager_out, eager_grads = outputs_and_grads(net)
-    compiled = torch.compile(net)  # exactly as nnU-Net compiles its networks
-    explanation = torch._dynamo.explain(net)(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
+    # As nnU-Net compiles its networks; fullgraph=True makes a graph break raise (it compiles the same graph).
+    compiled = torch.compile(net, fullgraph=True)
     compiled_out, compiled_grads = outputs_and_grads(compiled)
     errors = [rel(c, e) for c, e in zip(compiled_out, eager_out)]
     grad_error = rel(torch.cat([g.flatten() for g in compiled_grads.values()]),

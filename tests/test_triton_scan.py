@@ -31,7 +31,7 @@ def rel(a, b):
     return diff / ref if ref > 0 else diff
 
 
-CPU_SHAPES = [(2, 6, 16, 3, 5), (1, 12, 16, 3, 130), (2, 4, 5, 1, 64), (1, 2, 16, 1, 1)]
+CPU_SHAPES = [(2, 6, 16, 3, 5), (1, 6, 16, 3, 130), (2, 4, 5, 1, 64), (1, 2, 16, 1, 1)]
 GPU_SHAPES = CPU_SHAPES + [(2, 288, 16, 3, 4099), (1, 768, 16, 3, 175), (3, 36, 16, 3, 1000), (1, 96, 7, 1, 777)]
 
 
@@ -105,9 +105,8 @@ def test_tom_compiles_without_graph_break_and_matches_eager(monkeypatch):
     x = torch.randn(2, 8, 3, 4, 5, device=DEVICE, requires_grad=True)
     eager = tom(x)
     eager_grads = torch.autograd.grad(eager.square().sum(), [x, tom.orders["interslice"].A_log])
-    explanation = torch._dynamo.explain(tom)(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
     torch._dynamo.reset()
+    # fullgraph=True: a graph break would raise here.
     compiled = torch.compile(tom, backend="inductor" if ON_GPU else "aot_eager", fullgraph=True)
     out = compiled(x)
     grads = torch.autograd.grad(out.square().sum(), [x, tom.orders["interslice"].A_log])
