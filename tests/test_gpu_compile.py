@@ -43,8 +43,11 @@ def test_compiled_network_matches_eager_under_fp16(monkeypatch, backend):
     compiled = torch.compile(net, fullgraph=True)
     compiled_out, compiled_grads = outputs_and_grads(compiled)
     errors = [rel(c, e) for c, e in zip(compiled_out, eager_out)]
-    grad_error = rel(torch.cat([g.flatten() for g in compiled_grads.values()]),
-                     torch.cat([eager_grads[n].flatten() for n in compiled_grads]))
-    print(f"{backend}: compiled vs eager logits {max(errors):.1e}, gradients {grad_error:.1e}")
+    # Parameters whose gradient vanishes analytically (conv biases before an InstanceNorm) hold rounding noise in
+    # both runs: compare the gradients that carry signal.
+    largest = max(g.norm().item() for g in eager_grads.values())
+    grad_errors = {n: rel(compiled_grads[n], g) for n, g in eager_grads.items() if g.norm().item() > 1e-3 * largest}
+    worst = sorted(grad_errors.items(), key=lambda item: -item[1])[:5]
+    print(f"{backend}: compiled vs eager logits {max(errors):.1e}; worst gradients {worst}")
     assert max(errors) < 5e-3  # the fp16 tolerance of tests/test_gpu.py
-    assert grad_error < 5e-2
+    assert worst[0][1] < 5e-2, worst
