@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -14,7 +15,7 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2_segresmamba.network import (PatchTooSmallError, SegResMamba, SegResMambaConfig, TriOrientedMamba,
                                           UnsupportedConfigurationError, config_from_patch_and_strides)
 from nnunetv2_segresmamba.network.complexity import count_macs, count_parameters
-from nnunetv2_segresmamba.network.from_plans import stage_strides, strides_from_plan
+from nnunetv2_segresmamba.network.from_plans import strides_from_plan
 
 SMALL = dict(widths=(8, 16, 16, 32))  # the paper's topology with narrow channels: fast on a CPU
 
@@ -25,6 +26,11 @@ BRATS_LIKE = ([64, 64, 64], [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 
 ANISOTROPIC = ([16, 64, 64], [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]], 1, 2)
 # Thick slices: the plan convolves the first axis only from stage 2 on.
 THICK_SLICES_KERNELS = [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
+
+
+def nnunet_grids(patch, plan_strides) -> list[tuple[int, ...]]:
+    """The grids of nnU-Net's U-Net for a plan: the patch over the cumulative products of the strides."""
+    return [tuple(p // s for p, s in zip(patch, cumulative)) for cumulative in np.cumprod(plan_strides, axis=0)]
 
 
 def grids_computed_on(net: SegResMamba, size) -> tuple[set, set, torch.Tensor]:
@@ -52,9 +58,9 @@ def test_logits_have_the_input_size_and_every_grid_is_an_nnunet_grid(plan, odd):
     assert out.shape == (1, classes, *size)
     assert torch.isfinite(out).all()
     if not odd:  # on the plan's patch: only the grids nnU-Net's U-Net for this plan has
-        nnunet_grids = {tuple(p // s for p, s in zip(patch, stride)) for stride in stage_strides(strides)}
-        assert tom_grids <= nnunet_grids, sorted(tom_grids - nnunet_grids)
-        assert conv_grids <= nnunet_grids, sorted(conv_grids - nnunet_grids)
+        allowed = set(nnunet_grids(patch, strides))
+        assert tom_grids <= allowed, sorted(tom_grids - allowed)
+        assert conv_grids <= allowed, sorted(conv_grids - allowed)
 
 
 def test_full_width_network_on_the_hippocampus_patch():
@@ -162,8 +168,7 @@ def test_convs_follow_the_plans_kernel_anisotropy(encoder_block):
                                            encoder_block=encoder_block, **SMALL)
     net = SegResMamba(config).eval()
     assert net.stem.kernel_size == (1, 7, 7)
-    grid_kernel = {tuple(p // s for p, s in zip(patch, stride)): kernel
-                   for stride, kernel in zip(stage_strides(strides), THICK_SLICES_KERNELS)}
+    grid_kernel = dict(zip(nnunet_grids(patch, strides), THICK_SLICES_KERNELS))
     for grid, kernels in conv_kernels_by_grid(net, patch).items():
         for kernel in kernels:
             # the plan's kernel-1 axes get 1; elsewhere the paper's sizes (7, 5, 3), never 1

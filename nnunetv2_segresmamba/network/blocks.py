@@ -78,9 +78,10 @@ class PreActResBlock(nn.Module):
         groups = num_groups if channels % num_groups == 0 else 1
         kernel = as_triple(kernel)
         padding = same_padding(kernel)
+        conv = lambda: nn.Conv3d(channels, channels, kernel, padding=padding)  # noqa: E731
         self.body = nn.Sequential(
-            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), nn.Conv3d(channels, channels, kernel, padding=padding),
-            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), nn.Conv3d(channels, channels, kernel, padding=padding),
+            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), conv(),
+            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), conv(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

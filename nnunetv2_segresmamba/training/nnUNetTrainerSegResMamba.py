@@ -120,9 +120,22 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
                                    f"{self.output_folder}; training starts at epoch 0.")
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        if isinstance(filename_or_checkpoint, str) and self._continue_requested:
+            filename_or_checkpoint = self._newest_checkpoint(filename_or_checkpoint)
         super().load_checkpoint(filename_or_checkpoint)
         self._resumed_from = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "a checkpoint"
         self.print_to_log_file(f"Loaded {self._resumed_from}: {self.current_epoch} epochs done.")
+
+    def _newest_checkpoint(self, chosen: str) -> str:
+        """--c picks checkpoint_final.pth whenever it exists. A training continued past its final checkpoint
+        (more epochs) and then interrupted has a newer checkpoint_latest.pth beside it: resume from that."""
+        latest = join(os.path.dirname(chosen), "checkpoint_latest.pth")
+        if os.path.basename(chosen) == "checkpoint_final.pth" and isfile(latest) \
+                and os.path.getmtime(latest) > os.path.getmtime(chosen):
+            self.print_to_log_file(f"{latest} is newer than {chosen} (a continued training was interrupted): "
+                                   f"resuming from it.")
+            return latest
+        return chosen
 
     def save_checkpoint(self, filename: str) -> None:
         # Write then rename, so that a run killed while writing leaves the previous checkpoint intact.
