@@ -85,10 +85,12 @@ def batch_for(trainer, batch_size=2, seed=0) -> dict:
     return {"data": data, "target": target}
 
 
-def test_multichannel_input_trains_through_the_trainer(nnunet_folders):
+def test_multichannel_input_and_a_patch_off_the_strides_train_through_the_trainer(nnunet_folders):
+    """Three input channels, and a hand-edited patch that is not a multiple of the plan's strides (8): the
+    deep-supervision targets nnU-Net makes for it (18 / 4 = 4.5 -> 4) must match the outputs."""
     dataset = copy.deepcopy(DATASET)
     dataset["channel_names"] = {"0": "T1", "1": "T2", "2": "FLAIR"}
-    trainer = make_trainer(dataset=dataset)
+    trainer = make_trainer(dataset=dataset, patch=[18, 24, 16])
     trainer.initialize()
     assert trainer.num_input_channels == 3 and trainer.network_config.in_channels == 3
     assert trainer.network.stem.in_channels == 3
