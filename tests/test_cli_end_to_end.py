@@ -1,12 +1,16 @@
 """The stock nnU-Net CLI end to end on bundled real cases, on the CPU, in subprocesses:
-plan/preprocess, train two folds with --npz in parallel (scripts/train_folds.py), resume with --c, predict with both folds,
-find_best_configuration, ensemble, evaluate, time one fold's prediction (scripts/time_inference.py)."""
+plan/preprocess, train two folds with --npz in parallel (scripts/train_folds.py), continue fold 0 for longer
+with --c, kill it mid-run and resume it with --c, predict with both folds, find_best_configuration,
+ensemble, evaluate, time one fold's prediction (scripts/time_inference.py)."""
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +19,47 @@ import SimpleITK as sitk
 import torch
 
 from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
-from nnunetv2_segresmamba.nnunet_cli import nnunet_environment, run_nnunet
+from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment, run_nnunet
 
 TRAINER = "nnUNetTrainerSegResMamba_CITiny"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RESULTS = f"{TRAINER}__nnUNetPlans__3d_fullres"
 pytestmark = pytest.mark.slow
+# Fold 0 is continued to LONG_EPOCHS epochs of LONG_ITERATIONS steps: long enough to learn (its Dice is then
+# checked against what an untrained network reaches), and killed once on the way.
+LONG_EPOCHS, LONG_ITERATIONS = 7, 10
+# On these validation cases a constant or a uniformly random label map scores about 0.06 foreground Dice
+# per class, and fold 0 after its first 2 steps about 0.07; after the ~60 steps of the continued run it
+# scores well above this.
+TRAINED_DICE = 0.2
+
+
+def checkpoint_epoch(path: Path) -> int:
+    return torch.load(path, weights_only=False, map_location="cpu")["current_epoch"]
+
+
+def train_and_kill(env: dict, log: Path, fold_dir: Path, kill_at_epoch: int, timeout_s: float = 900) -> int:
+    """Run `nnUNetv2_train ... --c` and kill it (with its data-loader processes) as soon as its
+    checkpoint_latest.pth records ``kill_at_epoch`` or later; the epoch it recorded."""
+    command = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER,
+               "-device", "cpu", "--npz", "--c"]
+    latest = fold_dir / "checkpoint_latest.pth"
+    with open(log, "a") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and process.poll() is None:
+            # written atomically (write, then rename): whatever exists is complete
+            if latest.exists() and checkpoint_epoch(latest) >= kill_at_epoch:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "training ended before it could be killed:\n" + log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint_latest.pth in time:\n" + log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return checkpoint_epoch(latest)
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -54,10 +93,18 @@ def pipeline(tmp_path_factory):
                                env=env, stdout=handle, stderr=subprocess.STDOUT)
     assert folds.returncode == 0, "".join(open(log).readlines()[-40:])
     results = work / "nnUNet_results" / DATASET_NAME / RESULTS
-    epochs_before = torch.load(results / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
+    fold_dir = results / "fold_0"
+    epochs_before = checkpoint_epoch(fold_dir / "checkpoint_final.pth")
+    # Continue the finished fold 0 for longer, kill it after its first new epoch, resume: --c must pick the
+    # newer checkpoint_latest.pth over checkpoint_final.pth, and continue from the epoch it recorded.
+    longer = {**env, "SEGRESMAMBA_TEST_EPOCHS": str(LONG_EPOCHS), "SEGRESMAMBA_TEST_ITERATIONS": str(LONG_ITERATIONS)}
+    killed_at = train_and_kill(longer, log, fold_dir, kill_at_epoch=epochs_before + 1)
+    epochs_at_kill = checkpoint_epoch(fold_dir / "checkpoint_final.pth")
+    logs_before = set(fold_dir.glob("training_log_*.txt"))
     run("nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu", "--npz", "--c",
-        SEGRESMAMBA_TEST_EPOCHS="2")
-    epochs_after = torch.load(results / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
+        SEGRESMAMBA_TEST_EPOCHS=str(LONG_EPOCHS), SEGRESMAMBA_TEST_ITERATIONS=str(LONG_ITERATIONS))
+    (resumed_log,) = set(fold_dir.glob("training_log_*.txt")) - logs_before
+    epochs_after = checkpoint_epoch(fold_dir / "checkpoint_final.pth")
 
     raw = work / "nnUNet_raw" / DATASET_NAME
     splits = json.loads((work / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").read_text())
@@ -81,8 +128,9 @@ def pipeline(tmp_path_factory):
         timing = subprocess.run([sys.executable, str(SCRIPTS / "time_inference.py"), str(DATASET_ID), TRAINER,
                                  "-f", "1", "--devices", "cpu"], env=env, stdout=handle, stderr=subprocess.STDOUT)
     assert timing.returncode == 0, "".join(open(log).readlines()[-40:])
-    return dict(work=work, raw=raw, cases=cases, results=results, log=log,
-                epochs_before=epochs_before, epochs_after=epochs_after)
+    return dict(work=work, raw=raw, cases=cases, results=results, log=log, epochs_before=epochs_before,
+                killed_at=killed_at, epochs_at_kill=epochs_at_kill, resumed_log=resumed_log.read_text(),
+                epochs_after=epochs_after)
 
 
 def test_training_writes_checkpoints_and_npz_validation(pipeline):
@@ -101,11 +149,23 @@ def test_training_writes_checkpoints_and_npz_validation(pipeline):
     assert plans["configurations"]["3d_fullres"]["batch_size"] == 2  # what trained is what is recorded
 
 
-def test_continue_training_resumes_from_the_checkpoint(pipeline):
+def test_killed_training_resumes_from_the_last_saved_epoch(pipeline):
     assert pipeline["epochs_before"] == 1
-    assert pipeline["epochs_after"] == 2
-    log = pipeline["log"].read_text()
-    assert "Epoch 1" in log
+    # killed mid-run: after at least one new epoch, before the end (checkpoint_final still from the first run)
+    assert pipeline["epochs_at_kill"] == 1 and 2 <= pipeline["killed_at"] < LONG_EPOCHS
+    resumed = pipeline["resumed_log"]
+    assert re.search(rf"Resuming training at epoch {pipeline['killed_at']} \(of {LONG_EPOCHS}\) from \S*"
+                     rf"checkpoint_latest\.pth", resumed), resumed[-3000:]
+    epochs_run = [int(n) for n in re.findall(r"^\S+ \S+: Epoch (\d+)\s*$", resumed, flags=re.M)]
+    assert epochs_run == list(range(pipeline["killed_at"], LONG_EPOCHS)), epochs_run
+    assert pipeline["epochs_after"] == LONG_EPOCHS
+
+
+def test_the_longer_trained_fold_has_learned(pipeline):
+    """Fold 0 trained for LONG_EPOCHS x LONG_ITERATIONS steps: its validation Dice (nnU-Net's own, on its
+    validation cases) must exceed what an untrained network reaches."""
+    summary = json.loads((pipeline["results"] / "fold_0" / "validation" / "summary.json").read_text())
+    assert summary["foreground_mean"]["Dice"] > TRAINED_DICE, summary["mean"]
 
 
 def test_predictions_are_label_maps_of_the_input_size(pipeline):

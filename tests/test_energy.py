@@ -1,10 +1,12 @@
 """Energy logging with a fake NVML: per-epoch energy in the log, in nnU-Net's logger and in energy.json."""
 
 import json
+import math
 import types
 
 import pytest
 import torch
+from nnunetv2.training.logging.nnunet_logger import MetaLogger
 
 from nnunetv2_segresmamba.training import energy
 from nnunetv2_segresmamba.training.energy import EnergyLoggingMixin, GpuEnergyCounter
@@ -33,13 +35,12 @@ class FakeNVML:
 
 
 class BaseTrainer:
-    """Just what the mixin touches of nnUNetTrainer."""
+    """Just what the mixin touches of nnUNetTrainer, with nnU-Net's own logger."""
 
     def __init__(self, output_folder, device):
         self.output_folder, self.device, self.is_ddp, self.local_rank = str(output_folder), device, False, 0
         self.current_epoch, self.lines = 0, []
-        self.logger = types.SimpleNamespace(local_logger=types.SimpleNamespace(my_fantastic_logging={}))
-        self.logger.log = lambda key, value, epoch: self.logger.local_logger.my_fantastic_logging[key].append(value)
+        self.logger = MetaLogger(str(output_folder), False)
 
     def print_to_log_file(self, *args, **kwargs):
         self.lines.append(" ".join(map(str, args)))
@@ -51,6 +52,7 @@ class BaseTrainer:
         pass
 
     def on_epoch_end(self):
+        self.logger.log("epoch_end_timestamps", 0.0, self.current_epoch)
         self.current_epoch += 1
 
 
@@ -96,8 +98,25 @@ def test_nothing_is_recorded_without_a_counter(tmp_path, fake_gpu, device, nvml,
     trainer.nvml_module = nvml
     run_epochs(trainer, 2)
     assert not (tmp_path / "energy.json").exists()
-    assert trainer.logger.local_logger.my_fantastic_logging[energy.LOG_KEY] == []
+    # No key at all: an empty list would make nnU-Net's progress.png (min over its lists) show no epoch.
+    assert energy.LOG_KEY not in trainer.logger.local_logger.my_fantastic_logging
     assert any(reason in line for line in trainer.lines)
+
+
+def test_one_value_per_epoch_once_anything_was_measured(tmp_path, fake_gpu):
+    """A run resumed on a machine with (or without) the counter keeps one value per epoch, NaN where unmeasured."""
+    trainer = Trainer(tmp_path, torch.device("cuda", 0))
+    trainer.nvml_module = FakeNVML(supported=False)
+    run_epochs(trainer, 2)
+    trainer.nvml_module = FakeNVML()
+    run_epochs(trainer, 1)
+    trainer.nvml_module = FakeNVML(supported=False)
+    run_epochs(trainer, 1)
+    logged = trainer.logger.local_logger.my_fantastic_logging[energy.LOG_KEY]
+    assert len(logged) == 4 and [math.isnan(v) for v in logged] == [True, True, False, True] and logged[2] == 1.5
+    summary = json.loads((tmp_path / "energy.json").read_text())
+    assert summary["epoch_energy_kJ"] == [None, None, 1.5, None]
+    assert summary["total_kWh"] == pytest.approx(1.5e3 / 3.6e6)
 
 
 def test_missing_nvidia_ml_py_is_explained(monkeypatch):

@@ -28,6 +28,8 @@ def fake_trainer(tmp_path, weights_finite=True):
         save_checkpoint=lambda path: saved.append((path, trainer.current_epoch)))
     trainer.print_to_log_file = lambda *a, **k: trainer.lines.append(" ".join(map(str, a)))
     trainer._save_resumable_checkpoint = types.MethodType(nnUNetTrainerSegResMamba._save_resumable_checkpoint, trainer)
+    trainer._save_checkpoint_resuming_at = types.MethodType(nnUNetTrainerSegResMamba._save_checkpoint_resuming_at,
+                                                            trainer)
     trainer.loss_is_usable = types.MethodType(nnUNetTrainerSegResMamba._loss_is_usable, trainer)
     return trainer, saved
 

@@ -23,6 +23,14 @@ def same_padding(kernel: Triple) -> Triple:
     return tuple(k // 2 for k in kernel)  # type: ignore[return-value]
 
 
+def plan_kernel(paper_kernel: int, plan_kernel: Sequence[int], stride: int | Sequence[int] = 1) -> Triple:
+    """The paper's kernel size on the axes where nnU-Net's plan convolves (plan kernel > 1), 1 on the axes
+    where the plan does not (too coarse a spacing: a 7-voxel kernel would span centimetres there). An axis
+    the conv strides over keeps the paper's size, so that a stride never just skips voxels."""
+    return tuple(paper_kernel if k > 1 or s > 1 else 1
+                 for k, s in zip(as_triple(plan_kernel), as_triple(stride)))  # type: ignore[return-value]
+
+
 class ConvNormAct(nn.Sequential):
     """Conv3d (or ConvTranspose3d) -> InstanceNorm -> ReLU, padded so that stride 1 keeps the grid
     and stride 2 halves an even axis (the transposed form doubles it back exactly)."""
@@ -62,14 +70,18 @@ class ChannelMLPSkip(nn.Sequential):
 
 
 class PreActResBlock(nn.Module):
-    """Pre-activation residual block of the decoder: (GroupNorm, ReLU, Conv k3) twice, plus identity."""
+    """Pre-activation residual block of the decoder: (GroupNorm, ReLU, Conv k3) twice, plus identity.
+    ``kernel`` is 3 per axis, or 1 on axes that the plan does not convolve at this grid."""
 
-    def __init__(self, channels: int, num_groups: int = 8):
+    def __init__(self, channels: int, num_groups: int = 8, kernel: int | Sequence[int] = 3):
         super().__init__()
         groups = num_groups if channels % num_groups == 0 else 1
+        kernel = as_triple(kernel)
+        padding = same_padding(kernel)
+        conv = lambda: nn.Conv3d(channels, channels, kernel, padding=padding)  # noqa: E731
         self.body = nn.Sequential(
-            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), nn.Conv3d(channels, channels, 3, padding=1),
-            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), nn.Conv3d(channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), conv(),
+            nn.GroupNorm(groups, channels), nn.ReLU(inplace=True), conv(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

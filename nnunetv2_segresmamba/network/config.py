@@ -1,5 +1,6 @@
 """The network's configuration: everything SegResMamba's constructor needs, with the paper's values
-as defaults (1 input channel, 14 BTCV classes, isotropic stride 2 everywhere, a 128^3 patch)."""
+as defaults (1 input channel, 14 BTCV classes, isotropic stride 2 and 3x3x3 plan kernels everywhere, a
+128^3 patch)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from .blocks import Triple
 ENCODER_BLOCKS = ("cmmb", "segmamba")
 
 
-def _isotropic(n: int) -> tuple[Triple, ...]:
-    return tuple((2, 2, 2) for _ in range(n))
+def _isotropic(n: int, value: int = 2) -> tuple[Triple, ...]:
+    return tuple((value, value, value) for _ in range(n))
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class SegResMambaConfig:
     down_strides: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(3))
     # Stride of each level's CMMB inner conv k5 / transposed conv k5 (1 keeps the grid on that axis).
     inner_strides: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(4))
+    # nnU-Net's conv kernel (from the plan's conv_kernel_sizes) on each level's grid and on each CMMB's inner
+    # grid. Where it is 1 on an axis (spacing too coarse), SegResMamba's convs on that grid use 1 there too;
+    # elsewhere they keep the paper's sizes (stem 7, CMMB 5 and 3, decoder 3). See blocks.plan_kernel.
+    level_plan_kernels: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(4, 3))
+    inner_plan_kernels: tuple[Triple, ...] = field(default_factory=lambda: _isotropic(4, 3))
     d_state: int = 16
     d_conv: int = 4
     expand: int = 2
@@ -44,6 +50,8 @@ class SegResMambaConfig:
         levels = len(self.widths)
         if len(self.down_strides) != levels - 1 or len(self.inner_strides) != levels:
             raise ValueError(f"{levels} levels need {levels - 1} down_strides and {levels} inner_strides")
+        if len(self.level_plan_kernels) != levels or len(self.inner_plan_kernels) != levels:
+            raise ValueError(f"{levels} levels need {levels} level_plan_kernels and {levels} inner_plan_kernels")
         if any(level not in range(levels) for level in self.recompute_tom_levels):
             raise ValueError(f"recompute_tom_levels must be encoder levels 0..{levels - 1}, "
                              f"got {self.recompute_tom_levels}")
@@ -63,9 +71,15 @@ class SegResMambaConfig:
         return tuple(out)  # type: ignore[return-value]
 
     @property
+    def inner_level_strides(self) -> tuple[Triple, ...]:
+        """Cumulative stride of each CMMB's inner grid (where its first ToM runs) relative to the input."""
+        return tuple(tuple(l * i for l, i in zip(level, inner))
+                     for level, inner in zip(self.level_strides, self.inner_strides))  # type: ignore[return-value]
+
+    @property
     def divisor(self) -> Triple:
         """Per axis, what the input size must be a multiple of (smaller inputs are padded to it)."""
-        return tuple(max(level[a] * inner[a] for level, inner in zip(self.level_strides, self.inner_strides))
+        return tuple(max(inner[a] for inner in self.inner_level_strides)
                      for a in range(3))  # type: ignore[return-value]
 
     @property

@@ -3,40 +3,75 @@ trilinear upsampling, the skip added (not concatenated), and a pre-activation re
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from .blocks import PreActResBlock, Triple
+from .blocks import PreActResBlock, Triple, plan_kernel
+
+# State-dict names before the class-dependent layers were gathered in ``seg_layers``: final -> 0,
+# ds_heads.i -> i + 1 (same parameter order, so optimizer states of old checkpoints match too).
+_OLD_SEG_LAYER_KEYS = ((re.compile(r"^final\."), lambda m: "seg_layers.0."),
+                       (re.compile(r"^ds_heads\.(\d+)\."), lambda m: f"seg_layers.{int(m.group(1)) + 1}."))
 
 
 class DecoderStage(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, scale: Triple):
+    def __init__(self, in_channels: int, out_channels: int, scale: Triple, plan_kernel_here: Triple = (3, 3, 3)):
         super().__init__()
         self.reduce = nn.Conv3d(in_channels, out_channels, 1)
         self.upsample = (nn.Identity() if scale == (1, 1, 1)
                          else nn.Upsample(scale_factor=tuple(float(s) for s in scale), mode="trilinear"))
-        self.block = PreActResBlock(out_channels)
+        self.block = PreActResBlock(out_channels, kernel=plan_kernel(3, plan_kernel_here))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.block(self.upsample(self.reduce(x)) + skip)
 
 
 class SegResNetDecoder(nn.Module):
-    """``skip_channels`` and ``scales`` run from the deepest level up; the deepest skip is the input."""
+    """``skip_channels``, ``scales`` and ``plan_kernels`` (nnU-Net's kernel on each stage's output grid) run
+    from the deepest level up; the deepest skip is the input.
+
+    The layers whose shape depends on the number of classes live in ``seg_layers``, as in nnU-Net's own
+    decoders: index 0 is the final transposed conv to the input grid, 1.. the deep-supervision heads
+    (finest first). nnU-Net's ``-pretrained_weights`` skips every key containing ``.seg_layers.``, so a
+    checkpoint trained for other classes fine-tunes into this network.
+    """
 
     def __init__(self, skip_channels: Sequence[int], scales: Sequence[Triple], num_classes: int,
-                 final_stride: Triple):
+                 final_stride: Triple, plan_kernels: Sequence[Triple] | None = None):
         super().__init__()
         channels = list(skip_channels)
+        plan_kernels = list(plan_kernels) if plan_kernels is not None else [(3, 3, 3)] * (len(channels) - 1)
         self.stages = nn.ModuleList(
-            DecoderStage(c_in, c_out, scale) for c_in, c_out, scale in zip(channels[:-1], channels[1:], scales))
-        self.final = nn.ConvTranspose3d(channels[-1], num_classes, final_stride, final_stride)
-        # Deep supervision heads, finest first. Always built, so training and prediction build the
-        # same modules and the predictor's strict state_dict load succeeds whether or not they are used.
-        self.ds_heads = nn.ModuleList(nn.Conv3d(c, num_classes, 1) for c in reversed(channels[1:]))
+            DecoderStage(c_in, c_out, scale, kernel)
+            for c_in, c_out, scale, kernel in zip(channels[:-1], channels[1:], scales, plan_kernels))
+        # Deep supervision heads are always built, so training and prediction build the same modules and
+        # the predictor's strict state_dict load succeeds whether or not they are used.
+        self.seg_layers = nn.ModuleList(
+            [nn.ConvTranspose3d(channels[-1], num_classes, final_stride, final_stride)]
+            + [nn.Conv3d(c, num_classes, 1) for c in reversed(channels[1:])])
         self.deep_supervision = False
+        self._register_load_state_dict_pre_hook(self._rename_old_keys)
+
+    @property
+    def final(self) -> nn.ConvTranspose3d:
+        return self.seg_layers[0]
+
+    @property
+    def ds_heads(self) -> nn.ModuleList:
+        return nn.ModuleList(self.seg_layers[1:])
+
+    @staticmethod
+    def _rename_old_keys(state_dict, prefix, *args) -> None:
+        """Checkpoints written before ``seg_layers`` existed load unchanged (--c, the predictor)."""
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            local = key[len(prefix):]
+            for pattern, replacement in _OLD_SEG_LAYER_KEYS:
+                if pattern.match(local):
+                    state_dict[prefix + pattern.sub(replacement, local, count=1)] = state_dict.pop(key)
+                    break
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         x = skips[0]

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import ChannelMLPSkip, NormConv
+from .blocks import ChannelMLPSkip, NormConv, plan_kernel
 from .config import SegResMambaConfig
 from .decoder import SegResNetDecoder
 from .encoder_blocks import ConvMambaMixedBlock, SegMambaStage
@@ -24,13 +24,14 @@ class EncoderLevel(nn.Sequential):
         if level > 0:
             previous = config.widths[level - 1]
             if config.extra_conv_before_downsampling:
-                layers.append(NormConv(previous, previous, 3))
+                layers.append(NormConv(previous, previous, plan_kernel(3, config.level_plan_kernels[level - 1])))
             stride = config.down_strides[level - 1]
             layers.append(NormConv(previous, width, stride, stride))
         if config.encoder_block == "cmmb":
-            layers.append(ConvMambaMixedBlock(width, config.inner_strides[level], **mamba))
+            layers.append(ConvMambaMixedBlock(width, config.inner_strides[level], config.level_plan_kernels[level],
+                                              config.inner_plan_kernels[level], **mamba))
         else:
-            layers.append(SegMambaStage(width, config.segmamba_depth, **mamba))
+            layers.append(SegMambaStage(width, config.segmamba_depth, config.level_plan_kernels[level], **mamba))
         super().__init__(*layers)
 
 
@@ -38,13 +39,14 @@ class SegResMamba(nn.Module):
     def __init__(self, config: SegResMambaConfig | None = None):
         super().__init__()
         self.config = config = config or SegResMambaConfig()
-        self.stem = nn.Conv3d(config.in_channels, config.widths[0], config.stem_kernel, config.stem_stride,
-                              config.stem_kernel // 2)
+        stem_kernel = plan_kernel(config.stem_kernel, config.level_plan_kernels[0], config.stem_stride)
+        self.stem = nn.Conv3d(config.in_channels, config.widths[0], stem_kernel, config.stem_stride,
+                              tuple(k // 2 for k in stem_kernel))
         self.levels = nn.ModuleList(EncoderLevel(config, i) for i in range(len(config.widths)))
         skip_widths = [config.skip_expansion * w for w in config.widths]
         self.skips = nn.ModuleList(ChannelMLPSkip(w, s) for w, s in zip(config.widths, skip_widths))
         self.decoder = SegResNetDecoder(skip_widths[::-1], config.down_strides[::-1], config.num_classes,
-                                        config.stem_stride)
+                                        config.stem_stride, config.level_plan_kernels[-2::-1])
         self.deep_supervision = config.deep_supervision
         # False runs the network in fp32 even inside an autocast region (the noAMP trainer variant).
         self.autocast_enabled = True
@@ -88,5 +90,12 @@ class SegResMamba(nn.Module):
 
     @staticmethod
     def _crop(x: torch.Tensor, size, scale) -> torch.Tensor:
-        target = [max(1, round(s * f + 0.4999)) for s, f in zip(size, scale)]
+        target = output_size(size, scale)
         return x[:, :, : target[0], : target[1], : target[2]]
+
+
+def output_size(size, scale) -> list[int]:
+    """The size of a deep-supervision output for an input of ``size``: the size nnU-Net downsamples the
+    target to (batchgeneratorsv2's DownsampleSegForDSTransform: Python's round(), which rounds halves to
+    even), so that any patch trains. The network's own grid on the padded input is never smaller."""
+    return [max(1, round(s * f)) for s, f in zip(size, scale)]

@@ -1,17 +1,21 @@
 """GPU energy (and peak GPU memory) per training epoch, from NVML's energy counter, logged the nnU-Net way.
 
-Each epoch's energy (the counter's difference over the epoch, summed over DDP ranks) goes into
-nnU-Net's logger (key ``epoch_energy_kJ``, so it lives in the checkpoint and survives ``--c``), into the
-training log next to the epoch time, and into ``energy.json`` in the fold's folder (rewritten every epoch,
-so an interrupted run keeps what it measured). CO2 = energy x grid intensity, in kg CO2eq per kWh, from
-``SEGRESMAMBA_GRID_INTENSITY``; the default 0.61 is the intensity the paper used (AWS eu-central-1, from
-the Machine Learning Impact calculator of Lacoste et al. 2019), so that figures compare with its Table 5.
-Without NVML or a GPU that has the counter nothing is recorded, and the log says why.
+Each epoch's energy (the counter's difference over the epoch, summed over the DDP ranks that measured;
+every rank takes part in the reduction) goes into nnU-Net's logger (key ``epoch_energy_kJ``, one value per
+epoch, NaN where no rank measured, so it lives in the checkpoint and survives ``--c``), into the training
+log next to the epoch time, and into ``energy.json`` in the fold's folder (rewritten every epoch, so an
+interrupted run keeps what it measured; peak GPU memory is the largest over all ranks). CO2 = energy x
+grid intensity, in kg CO2eq per kWh, from ``SEGRESMAMBA_GRID_INTENSITY``; the default 0.61 is the
+intensity the paper used (AWS eu-central-1, from the Machine Learning Impact calculator of Lacoste et al.
+2019), so that figures compare with its Table 5.
+Where no rank has ever measured (no NVML, no GPU with the counter, a CPU run) nothing is recorded, not
+even the logger key, and the log says why.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from os.path import join
 
@@ -74,36 +78,62 @@ class EnergyLoggingMixin:
         super().on_train_start()
         self._energy_counter, reason = GpuEnergyCounter.open(self.device, self.nvml_module)
         if self._energy_counter is None:
-            self.print_to_log_file(f"GPU energy is not measured: {reason}.")
+            self.print_to_log_file(f"GPU energy is not measured{' on this rank' if self.is_ddp else ''}: {reason}.")
 
     def on_epoch_start(self):
         super().on_epoch_start()
-        self.logger.local_logger.my_fantastic_logging.setdefault(LOG_KEY, [])
         counter = getattr(self, "_energy_counter", None)
         self._epoch_start_joules = counter.joules() if counter is not None else None
 
     def on_epoch_end(self):
-        if getattr(self, "_epoch_start_joules", None) is not None:
-            self._record_epoch_energy(self._energy_counter.joules() - self._epoch_start_joules)
+        start = getattr(self, "_epoch_start_joules", None)
+        joules = self._energy_counter.joules() - start if start is not None else None
+        # Every rank takes part in the reduction, measured or not (a collective that only some ranks
+        # enter never returns).
+        self._record_epoch_energy(*self._reduce_over_ranks(joules, _peak_memory_bytes(self.device)))
         super().on_epoch_end()
 
-    def _record_epoch_energy(self, joules: float) -> None:
-        if self.is_ddp:  # every rank measured its own GPU
-            total = torch.tensor([joules], dtype=torch.float64, device=self.device)
-            dist.all_reduce(total)
-            joules = float(total.item())
+    def _reduce_over_ranks(self, joules: float | None, peak_bytes: float | None) -> tuple[float, int, int, float]:
+        """(joules summed over the ranks that measured, how many did, world size, peak memory of any rank)."""
+        local = torch.tensor([joules or 0.0, float(joules is not None), peak_bytes or 0.0], dtype=torch.float64)
+        if not self.is_ddp:
+            ranks = [local]
+        else:
+            # NCCL reduces CUDA tensors only, gloo CPU tensors only.
+            device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            ranks = [torch.zeros(3, dtype=torch.float64, device=device) for _ in range(dist.get_world_size())]
+            dist.all_gather(ranks, local.to(device))
+        table = torch.stack([r.cpu() for r in ranks])
+        return float(table[:, 0].sum()), int(table[:, 1].sum()), len(ranks), float(table[:, 2].max())
+
+    def _record_epoch_energy(self, joules: float, ranks_measured: int, world_size: int, peak_bytes: float) -> None:
+        history = self.logger.local_logger.my_fantastic_logging
+        if not ranks_measured and LOG_KEY not in history:
+            return  # nothing measured, ever: no key, so nnU-Net's progress.png keeps all epochs
+        # Exactly one value per epoch once the key exists (nnU-Net plots only as many epochs as its shortest
+        # list): NaN for an epoch nobody measured, e.g. after resuming on a machine without NVML.
         epoch = self.current_epoch
-        self.logger.log(LOG_KEY, joules / 1e3, epoch)
-        per_epoch_kj = self.logger.local_logger.my_fantastic_logging[LOG_KEY][: epoch + 1]
-        total_kwh = sum(per_epoch_kj) * 1e3 / JOULES_PER_KWH
+        per_epoch = history.setdefault(LOG_KEY, [])
+        per_epoch.extend([math.nan] * (epoch - len(per_epoch)))
+        self.logger.log(LOG_KEY, joules / 1e3 if ranks_measured else math.nan, epoch)
+        per_epoch_kj = history[LOG_KEY][: epoch + 1]
+        total_kwh = sum(kj for kj in per_epoch_kj if not math.isnan(kj)) * 1e3 / JOULES_PER_KWH
         intensity = grid_intensity()
-        self.print_to_log_file(f"Epoch energy: {joules / 1e3:.2f} kJ (GPU, all ranks); total {total_kwh:.5f} kWh, "
-                               f"{total_kwh * intensity * 1e3:.2f} g CO2eq at {intensity} kg/kWh")
+        if ranks_measured:
+            self.print_to_log_file(f"Epoch energy: {joules / 1e3:.2f} kJ (GPU, {ranks_measured} of {world_size} "
+                                   f"ranks measured); total {total_kwh:.5f} kWh, "
+                                   f"{total_kwh * intensity * 1e3:.2f} g CO2eq at {intensity} kg/kWh")
         if self.local_rank == 0:
-            summary = dict(epochs=epoch + 1, epoch_energy_kJ=per_epoch_kj, total_kWh=total_kwh,
-                           grid_intensity_kg_per_kWh=intensity, co2_kg=total_kwh * intensity,
-                           gpu=torch.cuda.get_device_name(self.device), world_size=dist.get_world_size() if self.is_ddp else 1,
-                           # since this process started (a resumed run counts from the resume)
-                           peak_gpu_memory_GiB=torch.cuda.max_memory_allocated(self.device) / 2 ** 30)
+            summary = dict(epochs=epoch + 1, epoch_energy_kJ=[None if math.isnan(kj) else kj for kj in per_epoch_kj],
+                           total_kWh=total_kwh, grid_intensity_kg_per_kWh=intensity, co2_kg=total_kwh * intensity,
+                           gpu=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
+                           world_size=world_size, ranks_measured_last_epoch=ranks_measured,
+                           # the largest over all ranks, since this process started (a resumed run counts from
+                           # the resume)
+                           peak_gpu_memory_GiB=peak_bytes / 2 ** 30 if peak_bytes else None)
             with open(join(self.output_folder, "energy.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)
+
+
+def _peak_memory_bytes(device: torch.device) -> float | None:
+    return float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from os.path import join
+from os.path import isfile, join
+from time import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -16,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
+from ..ssm import resolve_backend
 from .energy import EnergyLoggingMixin
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 
@@ -26,6 +29,15 @@ def _unwrap(network: nn.Module) -> nn.Module:
     if isinstance(network, OptimizedModule):
         network = network._orig_mod
     return network
+
+
+def check_scan_backend(device: torch.device | None = None) -> str:
+    """The scan backend SegResMamba will run with on ``device``, checked now (when a trainer or predictor is
+    set up) instead of at the first forward pass; raises ssm.ScanBackendError with advice. Without a
+    device (nnU-Net's predictor builds the network before it picks one), the machine's GPU if it has one."""
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_backend(device)
 
 
 class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
@@ -39,15 +51,25 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
     use_amp: bool = True
     # Consecutive non-finite losses that are skipped before training stops.
     nonfinite_loss_patience: int = 5
+    # checkpoint_latest.pth (what --c resumes from) is rewritten after the first epoch that ends this many
+    # seconds after the last write; nnU-Net alone writes it only every 50 epochs.
+    checkpoint_interval_s: float = 600.0
+    # A training of at most this many epochs rewrites checkpoint_latest.pth after every epoch.
+    checkpoint_every_epoch_up_to: int = 50
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        # Fail now, with advice, on a 2d configuration or a patch the network cannot take (channel and
-        # class counts do not matter for that). initialize() replaces this with the built network's own
+        # Fail before nnU-Net creates the fold's folder and log, with advice, on a 2d configuration, a patch
+        # the network cannot take (channel and class counts do not matter for that) or a scan backend that
+        # cannot run on this device. initialize() replaces network_config with the built network's own
         # configuration, which is what debug.json records.
-        self.network_config = self.config_for(self.configuration_manager, 1, 2, False)
+        self.network_config = self.config_for(PlansManager(plans).get_configuration(configuration), 1, 2, False)
+        check_scan_backend(device)
+        self._continue_requested = bool(plans.get("continue_training", False))
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self.nonfinite_guard = NonFiniteLossGuard(self.nonfinite_loss_patience)
+        self._resumed_from: str | None = None
+        self._last_latest_checkpoint = time()
         if not self.use_amp:
             self.grad_scaler = None
 
@@ -67,6 +89,7 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         # nnU-Net's predictor calls this on the class with deep supervision off and loads the weights
         # strictly: SegResMamba builds its deep supervision heads either way.
+        check_scan_backend()
         network = SegResMamba(cls.config_for(configuration_manager, num_input_channels, num_output_channels,
                                              enable_deep_supervision))
         network.autocast_enabled = cls.use_amp
@@ -104,6 +127,81 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         if message not in logged:
             logged.add(message)
             self.print_to_log_file(message)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self._last_latest_checkpoint = time()
+        if self._resumed_from is not None:
+            self.print_to_log_file(f"Resuming training at epoch {self.current_epoch} (of {self.num_epochs}) from "
+                                   f"{self._resumed_from}.")
+        elif self._continue_requested:
+            self.print_to_log_file(f"WARNING: --c found no checkpoint (checkpoint_final/latest/best.pth) in "
+                                   f"{self.output_folder}; training starts at epoch 0.")
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        if isinstance(filename_or_checkpoint, str) and self._continue_requested:
+            filename_or_checkpoint = self._newest_checkpoint(filename_or_checkpoint)
+        super().load_checkpoint(filename_or_checkpoint)
+        self._resumed_from = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "a checkpoint"
+        self.print_to_log_file(f"Loaded {self._resumed_from}: {self.current_epoch} epochs done.")
+
+    def _newest_checkpoint(self, chosen: str) -> str:
+        """--c picks checkpoint_final.pth whenever it exists. A training continued past its final checkpoint
+        (more epochs) and then interrupted has a newer checkpoint_latest.pth beside it: resume from that."""
+        latest = join(os.path.dirname(chosen), "checkpoint_latest.pth")
+        if os.path.basename(chosen) == "checkpoint_final.pth" and isfile(latest) \
+                and os.path.getmtime(latest) > os.path.getmtime(chosen):
+            self.print_to_log_file(f"{latest} is newer than {chosen} (a continued training was interrupted): "
+                                   f"resuming from it.")
+            return latest
+        return chosen
+
+    def save_checkpoint(self, filename: str) -> None:
+        # Write then rename, so that a run killed while writing leaves the previous checkpoint intact.
+        partial = filename + ".partial"
+        super().save_checkpoint(partial)
+        if isfile(partial):
+            os.replace(partial, filename)
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        """The epoch's train loss over the steps that were not skipped (nnU-Net's mean would be NaN after one
+        skipped step), and how many were skipped."""
+        losses = np.array([float(output["loss"]) for output in train_outputs])
+        skipped = int((~np.isfinite(losses)).sum())  # the same on every rank: ranks skip together
+        if self.is_ddp:
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, losses)
+            losses = np.concatenate(gathered)
+        finite = losses[np.isfinite(losses)]
+        if skipped:
+            self.print_to_log_file(f"{skipped} of {len(train_outputs)} training steps in epoch {self.current_epoch} "
+                                   f"had a non-finite loss and were skipped; train_loss averages the others.")
+        self.logger.log("train_losses", float(finite.mean()) if finite.size else float("nan"), self.current_epoch)
+
+    def on_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        super().on_epoch_end()  # nnU-Net's logging, its every-50-epochs latest checkpoint, the best one
+        if (epoch + 1) % self.save_every == 0:
+            self._last_latest_checkpoint = time()  # nnU-Net has just written it
+        elif self._latest_checkpoint_due(epoch):
+            self._save_checkpoint_resuming_at(epoch + 1)
+            self._last_latest_checkpoint = time()
+
+    def _latest_checkpoint_due(self, epoch: int) -> bool:
+        if epoch >= self.num_epochs - 1:
+            return False  # on_train_end writes checkpoint_final.pth
+        return (self.num_epochs <= self.checkpoint_every_epoch_up_to
+                or time() - self._last_latest_checkpoint >= self.checkpoint_interval_s)
+
+    def _save_checkpoint_resuming_at(self, epoch: int) -> None:
+        """Write checkpoint_latest.pth so that --c starts with ``epoch`` (save_checkpoint records
+        current_epoch + 1)."""
+        current = self.current_epoch
+        self.current_epoch = epoch - 1
+        try:
+            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
+        finally:
+            self.current_epoch = current
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's train step, plus: a non-finite loss skips the update instead of corrupting the
@@ -160,11 +258,6 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         """Keep the weights of the last good step (the failing steps were skipped) so --c can resume."""
         if not all(torch.isfinite(p).all() for p in self.network.parameters()):
             return "The weights are not finite, so no checkpoint was written; the last one on disk is kept."
-        # save_checkpoint records current_epoch + 1; record this epoch so that --c repeats it.
-        self.current_epoch -= 1
-        try:
-            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
-        finally:
-            self.current_epoch += 1
+        self._save_checkpoint_resuming_at(self.current_epoch)  # --c repeats this epoch
         return (f"The last good weights are in {join(self.output_folder, 'checkpoint_latest.pth')}; "
                 f"`nnUNetv2_train ... --c` resumes from the start of epoch {self.current_epoch}.")

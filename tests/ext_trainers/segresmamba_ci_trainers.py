@@ -1,7 +1,9 @@
 """A CI-sized SegResMamba trainer, found by nnU-Net through nnUNet_extTrainer like a user's own folder.
 
-The paper's topology with narrow widths, two iterations per epoch, no mirroring. The number of epochs
-comes from SEGRESMAMBA_TEST_EPOCHS so that a test can train one epoch, then resume to two with --c.
+The paper's topology with narrow widths, no mirroring, and twice nnU-Net's learning rate so that it learns
+within a few dozen CPU steps. Epochs and iterations per epoch come from SEGRESMAMBA_TEST_EPOCHS and
+SEGRESMAMBA_TEST_ITERATIONS (default 1 and 2), so that a test can train a fold briefly, then continue it
+with --c for longer.
 """
 
 import os
@@ -18,8 +20,9 @@ class nnUNetTrainerSegResMamba_CITiny(nnUNetTrainerSegResMamba):
                  device: torch.device = torch.device("cuda")):
         plans["configurations"][configuration]["batch_size"] = 2
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 0.02
         self.num_epochs = int(os.environ.get("SEGRESMAMBA_TEST_EPOCHS", "1"))
-        self.num_iterations_per_epoch = 2
+        self.num_iterations_per_epoch = int(os.environ.get("SEGRESMAMBA_TEST_ITERATIONS", "2"))
         self.num_val_iterations_per_epoch = 1
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
