@@ -9,7 +9,7 @@ warmed up, then:
 
 1. per module (to --depth levels of the module tree): forward time (CUDA events on a GPU, wall clock
    elsewhere, each module timed alone) and the activations autograd keeps from it for backward;
-2. torch.profiler over --steps steps: the operators with the most self device time (CPU time on a CPU),
+2. torch.profiler over --steps steps: the operators with the most self CUDA time (self CPU time on a CPU),
    forward and backward together, as a table; a Chrome trace for a closer look;
 3. on CUDA, a memory snapshot of one step (open it at https://pytorch.org/memory_viz).
 

@@ -44,7 +44,7 @@ def test_compiled_network_matches_eager_under_fp16(monkeypatch, backend):
     compiled_out, compiled_grads = outputs_and_grads(compiled)
     errors = [rel(c, e) for c, e in zip(compiled_out, eager_out)]
     # Parameters whose gradient vanishes analytically (conv biases before an InstanceNorm) hold rounding noise in
-    # both runs: compare the gradients that carry signal.
+    # both runs: compare the gradients that hold signal.
     largest = max(g.norm().item() for g in eager_grads.values())
     grad_errors = {n: rel(compiled_grads[n], g) for n, g in eager_grads.items() if g.norm().item() > 1e-3 * largest}
     worst = sorted(grad_errors.items(), key=lambda item: -item[1])[:5]

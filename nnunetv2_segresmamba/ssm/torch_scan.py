@@ -83,7 +83,7 @@ def selective_scan_torch(
         local_end = inject_steps[0]
         for t in range(1, chunk):
             local_end = torch.addcmul(inject_steps[t], decay_steps[t], local_end)
-        # 2. the state entering each chunk: carry the ends forward, one step per chunk.
+        # 2. the state entering each chunk: pass the ends forward, one step per chunk.
         chunk_decay = decay.prod(dim=0).unbind(-1)
         local_ends = local_end.unbind(-1)
         entering = [torch.zeros_like(local_ends[0])]

@@ -148,14 +148,14 @@ def _carry_kernel(decay_ptr, state_ptr, n_chunks, elements, REVERSE: tl.constexp
     block, batch = tl.program_id(0), tl.program_id(1)
     offsets = block * BLOCK + tl.arange(0, BLOCK)
     valid = offsets < elements
-    carried = tl.zeros([BLOCK], dtype=tl.float32)
+    running_state = tl.zeros([BLOCK], dtype=tl.float32)
     for i in range(n_chunks):
         chunk = n_chunks - 1 - i if REVERSE else i
         at = (batch * n_chunks + chunk) * elements + offsets
         decay = tl.load(decay_ptr + at, mask=valid, other=1.0)
         local = tl.load(state_ptr + at, mask=valid, other=0.0)
-        tl.store(state_ptr + at, carried, mask=valid)
-        carried = decay * carried + local
+        tl.store(state_ptr + at, running_state, mask=valid)
+        running_state = decay * running_state + local
 
 
 @triton.jit
