@@ -56,6 +56,7 @@ def resenc_m_unet(topology: Topology, in_channels: int, num_classes: int) -> nn.
 
 def segresmamba(topology: Topology, in_channels: int, num_classes: int, **options) -> nn.Module:
     config = config_from_patch_and_strides(topology.patch_size, topology.strides, in_channels, num_classes,
+                                           plan_kernels=topology.kernels,
                                            deep_supervision=True, **options)
     return SegResMamba(config)
 
