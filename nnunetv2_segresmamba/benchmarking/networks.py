@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from ..baselines import NETWORKS, nnunet_topology
+from ..network import SegResMamba
+from ..network.compile_settings import apply_inductor_settings
 from ..network.complexity import bytes_saved_for_backward, count_macs, count_parameters
 from .report import add_ratios
 from .measure import set_deep_supervision, steady_state_peak, timed, training_step
@@ -33,6 +35,8 @@ class Case:
 def compiled(net: torch.nn.Module, mode: str) -> torch.nn.Module:
     if mode == "none":
         return net
+    if isinstance(net, SegResMamba):
+        apply_inductor_settings()  # as its trainers compile it; the other networks compile as nnU-Net does
     return torch.compile(net) if mode == "default" else torch.compile(net, mode=mode)
 
 

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
+from ..network.compile_settings import apply_inductor_settings
 from ..ssm import resolve_backend
 from .energy import EnergyLoggingMixin
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
@@ -105,21 +106,19 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
         _unwrap(self.network).deep_supervision = enabled
 
     def _do_i_compile(self) -> bool:
-        """torch.compile traces SegResMamba without a graph break (the scan kernels are registered operators),
-        but compiled training was measured to give gradients that differ from eager ones and to stop learning
-        (docs/benchmarks.md): SegResMamba trains eagerly unless nnUNet_compile=true asks for compiling. The
-        pure-PyTorch scan would be unrolled into thousands of graph nodes: it never compiles."""
-        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t") or not super()._do_i_compile():
-            self._log_once("INFO: SegResMamba trains without torch.compile (compiled gradients differ from eager "
-                           "ones; see docs/benchmarks.md). nnUNet_compile=true compiles anyway.")
+        """SegResMamba compiles whenever nnU-Net compiles its own networks (on a GPU, unless nnUNet_compile is
+        false): the scan kernels are registered operators, so torch.compile traces the whole network. Inductor's
+        comprehensive padding is turned off first (network/compile_settings.py: with it, torch 2.11 computed
+        wrong gradients for SegResMamba). The pure-PyTorch scan would be unrolled into thousands of graph
+        nodes: it never compiles."""
+        if not super()._do_i_compile():
             return False
         backend = ssm.resolve_backend(self.device)
         if backend not in ssm.GPU_BACKENDS:
             self._log_once(f"INFO: torch.compile disabled because the selective scan runs on the {backend} backend; "
                            f"Triton (shipped with CUDA builds of PyTorch) or mamba-ssm enables it.")
             return False
-        self._log_once("WARNING: compiling SegResMamba for training (nnUNet_compile=true): compiled gradients were "
-                       "measured to differ from eager ones; check that the pseudo Dice keeps rising.")
+        apply_inductor_settings()
         return True
 
     def _log_once(self, message: str) -> None:
