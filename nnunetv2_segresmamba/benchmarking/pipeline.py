@@ -14,7 +14,8 @@ from ..training.pipeline_benchmark import RESULT_FILE
 from .report import add_ratios, markdown_table
 
 DEFAULT_TRAINERS = ("nnUNetTrainerBenchmarkPipeline_5epochs", "nnUNetTrainerSegResMambaBenchmark_5epochs")
-COLUMNS = ["trainer", "median_epoch_s", "median_epoch_s_ratio", "fastest_epoch_s", "gpu_util_pct", "peak_mem_GiB",
+COLUMNS = ["trainer", "median_epoch_s", "median_epoch_s_ratio", "first_epoch_s", "first_epoch_s_ratio",
+           "fastest_epoch_s", "gpu_util_pct", "peak_mem_GiB",
            "peak_mem_GiB_ratio", "batch_size", "iterations_per_epoch", "compiled"]
 
 
@@ -39,8 +40,14 @@ def train_and_collect(dataset: str, configuration: str, trainer: str, plans: str
 def run(dataset: str, configuration: str, trainers: list[str], plans: str, logs: Path) -> dict:
     """The report: device, dataset, command and one row per trainer with ratios against the first."""
     logs.mkdir(parents=True, exist_ok=True)
-    rows = [train_and_collect(dataset, configuration, trainer, plans, logs / f"{trainer}.log") for trainer in trainers]
-    add_ratios(rows, {"trainer": trainers[0]}, ["median_epoch_s", "peak_mem_GiB"], [])
+    rows = [train_and_collect(dataset, configuration, trainers[0], plans, logs / f"{trainers[0]}.log")]
+    for trainer in trainers[1:]:
+        try:
+            rows.append(train_and_collect(dataset, configuration, trainer, plans, logs / f"{trainer}.log"))
+        except RuntimeError as error:  # the others' figures still count; the table says which one failed
+            print(error, flush=True)
+            rows.append(dict(trainer=trainer, device=rows[0]["device"], error=str(error).splitlines()[0]))
+    add_ratios(rows, {"trainer": trainers[0]}, ["median_epoch_s", "first_epoch_s", "peak_mem_GiB"], [])
     return dict(device=rows[0]["device"], dataset=dataset, configuration=configuration, plans=plans,
                 command=" ".join(sys.argv), date=time.strftime("%Y-%m-%d %H:%M"), rows=rows)
 
@@ -48,7 +55,8 @@ def run(dataset: str, configuration: str, trainers: list[str], plans: str, logs:
 def write(report: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline.json").write_text(json.dumps(report, indent=1))
+    columns = COLUMNS + (["error"] if any("error" in row for row in report["rows"]) else [])
     table = (f"Device: {report['device']}; dataset {report['dataset']} {report['configuration']}, fold 0; "
-             f"`{report['command']}`\n\n" + markdown_table(report["rows"], COLUMNS))
+             f"`{report['command']}`\n\n" + markdown_table(report["rows"], columns))
     (out / "pipeline.md").write_text(table + "\n")
     return table

@@ -2,8 +2,10 @@
 
 Built on nnU-Net's own ``nnUNetTrainerBenchmark_5epochs`` (5 epochs, no checkpoints, no final validation):
 the mixin adds what that trainer does not record. The first epoch (data loader start-up, torch.compile,
-cuDNN autotuning) is the warm-up; the figures are over the epochs after it: median epoch time, mean GPU
-utilisation sampled every 0.1 s by NVML, and the peak of memory allocated by PyTorch. They go into
+cuDNN autotuning) is the warm-up, recorded on its own; the other figures are over the epochs after it: median
+epoch time, mean GPU utilisation sampled every 0.1 s by NVML, and the peak of memory allocated by PyTorch.
+The train loss and pseudo Dice of every epoch are recorded too, so that runs can be compared on what they
+learned as well as on speed. They go into
 ``pipeline_benchmark.json`` in the fold's output folder, which ``scripts/benchmark_pipeline.py`` collects.
 """
 
@@ -65,13 +67,20 @@ class PipelineBenchmarkMixin:
         starts = self.logger.get_value("epoch_start_timestamps", step=None)
         ends = self.logger.get_value("epoch_end_timestamps", step=None)
         epochs = [end - start for start, end in zip(starts, ends)]
+        if not epochs:
+            self.print_to_log_file(f"No epoch finished: {RESULT_FILE} is not written.")
+            return
         timed = epochs[WARMUP_EPOCHS:] or epochs
         result = dict(trainer=self.__class__.__name__, device=torch.cuda.get_device_name(self.device),
-                      epoch_s=epochs, median_epoch_s=statistics.median(timed), fastest_epoch_s=min(timed),
+                      epoch_s=epochs, first_epoch_s=epochs[0], median_epoch_s=statistics.median(timed),
+                      fastest_epoch_s=min(timed),
                       gpu_util_pct=statistics.fmean(utilisation) if utilisation else None,
                       peak_mem_GiB=torch.cuda.max_memory_allocated(self.device) / 2 ** 30,
                       iterations_per_epoch=self.num_iterations_per_epoch,
                       batch_size=self.configuration_manager.batch_size,
-                      compiled=self._do_i_compile(), crashed=self.crashed_with_runtime_error)
+                      compiled=self._do_i_compile(), crashed=self.crashed_with_runtime_error,
+                      # what it learned, epoch by epoch: compiled and eager runs side by side
+                      train_loss=[float(v) for v in self.logger.get_value("train_losses", step=None)],
+                      pseudo_dice=[float(v) for v in self.logger.get_value("mean_fg_dice", step=None)])
         with open(join(self.output_folder, RESULT_FILE), "w") as handle:
             json.dump(result, handle, indent=1)
