@@ -261,6 +261,15 @@ def test_continue_with_no_loadable_checkpoint_stops_and_changes_nothing(nnunet_f
     assert latest.stat().st_size == 1000 and sorted(p.name for p in folder.glob("checkpoint*")) == [latest.name]
 
 
+def test_validation_only_with_a_damaged_final_checkpoint_names_it_and_how_to_retrain(nnunet_folders):
+    folder = three_epochs_trained()
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    trainer = make_trainer()
+    with pytest.raises(UnusableCheckpointError, match=r"checkpoint_final\.pth: it is empty.*Restore the file, or let "
+                                                      r"`nnUNetv2_train Dataset004_Hippocampus 3d_fullres 0"):
+        maybe_load_checkpoint(trainer, continue_training=False, validation_only=True)  # nnUNetv2_train ... --val
+
+
 def test_continue_takes_the_checkpoint_with_the_most_epochs_whatever_the_file_times(nnunet_folders):
     """A finished training continued for more epochs and interrupted: checkpoint_latest.pth has more epochs
     than checkpoint_final.pth, even where copying the folder gave it the older time stamp."""

@@ -121,9 +121,10 @@ def check_checkpoint(path: str, network: torch.nn.Module, optimizer: torch.optim
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # pickle, zip and EOF errors alike: the file is not a whole checkpoint
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        # its first sentence: what follows in torch's message is generic
+        said = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]
         return CheckedCheckpoint(path, None, f"it cannot be read, it is truncated or damaged "
-                                             f"({type(error).__name__}: {first_line})")
+                                             f"({type(error).__name__}: {said})")
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
         return CheckedCheckpoint(path, None, f"it is not an nnU-Net training checkpoint (no {', '.join(missing)})")
@@ -259,9 +260,13 @@ class ResumableCheckpointsMixin:
 
     def _nothing_loadable(self, checked: list[CheckedCheckpoint]) -> str:
         faults = "; ".join(f"{c.path}: {c.fault}" for c in checked)
-        message = (f"No checkpoint can be loaded by {self.__class__.__name__}: {faults}. Nothing was changed. To train "
-                   f"this fold from the start, move these files out of {dirname(checked[0].path)} and run the same "
-                   f"command without --c; to start from the weights of another training, use -pretrained_weights.")
+        if self._continue_requested:
+            advice = (f"To train this fold from the start, move these files out of {dirname(checked[0].path)} and run "
+                      f"the same command without --c; to start from the weights of another training, use "
+                      f"-pretrained_weights.")
+        else:  # --val or --val_best: the training has to write the file again
+            advice = f"Restore the file, or let `{self.resume_command()}` train from the newest checkpoint that loads."
+        message = f"No checkpoint can be loaded by {self.__class__.__name__}: {faults}. Nothing was changed. {advice}"
         self.print_to_log_file(message)
         return message
 
