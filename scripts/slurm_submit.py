@@ -7,6 +7,9 @@ runs nnUNetv2_find_best_configuration and scripts/compare.py once every training
         [--partition P] [--account A] [--time 2-00:00:00] [--mem 64G] [--cpus-per-task C]
         [--max-parallel K] [--sbatch OPTION ...] [--job-name NAME] [--logs DIR] [--comparison DIR] [--dry-run]
 
+Before it writes anything it resolves every trainer through nnU-Net's own lookup (nnUNet_extTrainer included)
+and checks every configuration against the plans and against what each trainer can build (SegResMamba: 3D
+only); a mistake stops it with exit code 2 and the valid names.
 Run it where nnUNet_raw, nnUNet_preprocessed and nnUNet_results are set, after nnUNetv2_plan_and_preprocess;
 the jobs get every nnUNet_* and SEGRESMAMBA_* variable of this shell and run this environment's nnU-Net
 commands, so both must be reachable from the compute nodes (a shared file system).
@@ -24,6 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from nnunetv2_segresmamba.cluster.checks import check_configurations, resolve_trainers  # noqa: E402
 from nnunetv2_segresmamba.cluster.slurm import SbatchOptions, dry_run_text, prepare, submit  # noqa: E402
 from nnunetv2_segresmamba.cluster.trainings import (find_best_command, nnunet_folder, training_matrix,  # noqa: E402
                                                     training_states)
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                             max_parallel=args.max_parallel, extra=tuple(args.sbatch))
     comparison = (args.comparison or args.logs / "comparison").absolute()
     try:
+        # Before anything is written: names as nnUNetv2_train resolves them, configurations the trainers can build.
+        check_configurations(args.dataset, args.plans, args.configurations, resolve_trainers(args.trainers))
         trainings = training_matrix(args.dataset, args.trainers, args.configurations, args.folds, args.plans)
         states = training_states(trainings)
         summary = [find_best_command(args.dataset, args.trainers, args.configurations, args.folds, args.plans)]

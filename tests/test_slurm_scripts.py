@@ -2,6 +2,7 @@
 stand-in for nnUNetv2_train) and what is handed to sbatch (a stand-in that records its input)."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nnunetv2_segresmamba.cluster.checks import SubmissionError, check_configurations, resolve_trainers
 from nnunetv2_segresmamba.cluster.slurm import (ArrayTask, SbatchOptions, dry_run_text, prepare,
                                                 render_array_script, submit)
 from nnunetv2_segresmamba.cluster.trainings import State, Training, training_matrix, training_states
@@ -24,6 +26,9 @@ def make_tree(root: Path, monkeypatch) -> Path:
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (root / name / DATASET).mkdir(parents=True)
         monkeypatch.setenv(name, str(root / name))
+    # nnU-Net's plans for Hippocampus: 2d and 3d_fullres
+    shutil.copy(REPO / "tests" / "data" / "hippocampus_plans.json",
+                root / "nnUNet_preprocessed" / DATASET / "nnUNetPlans.json")
     folder = root / "nnUNet_results" / DATASET / f"{TRAINER}__nnUNetPlans__3d_fullres"
     for fold, files in {0: ["checkpoint_final.pth", "validation/summary.json"], 1: ["checkpoint_latest.pth"],
                         2: ["checkpoint_final.pth"]}.items():
@@ -186,3 +191,51 @@ def test_command_line_dry_run_and_errors(tmp_path, monkeypatch):
     assert gpus.returncode == 2 and "-num_gpus 2 needs at least 2 GPUs" in gpus.stderr
     no_data = subprocess.run([*command[:2], "4", *command[3:]], capture_output=True, text=True)
     assert no_data.returncode == 2 and "run nnUNetv2_plan_and_preprocess" in no_data.stderr
+
+
+# --- checks before anything is written ---------------------------------------------------------------------
+
+def test_trainer_names_resolve_through_nnunets_lookup(tmp_path, monkeypatch):
+    trainers = resolve_trainers([TRAINER, "nnUNetTrainer", TRAINER])
+    assert [cls.__name__ for cls in trainers.values()] == [TRAINER, "nnUNetTrainer"]
+    with pytest.raises(SubmissionError) as error:
+        resolve_trainers(["nnUNetTrainerSegResMambaa", "nnUNetTrainer", "NoSuchThing"])
+    lines = str(error.value).splitlines()
+    assert lines[0].startswith("unknown trainer 'nnUNetTrainerSegResMambaa'; did you mean nnUNetTrainerSegResMamba")
+    assert lines[1] == "unknown trainer 'NoSuchThing'"
+    assert "nnUNetTrainerSegResMamba_noAMP" in lines[2]  # the valid SegResMamba names
+    # a folder of one's own in nnUNet_extTrainer is searched as nnUNetv2_train searches it
+    monkeypatch.setenv("nnUNet_extTrainer", str(REPO / "tests" / "ext_trainers"))
+    assert resolve_trainers(["nnUNetTrainerSegResMamba_CITiny"])["nnUNetTrainerSegResMamba_CITiny"].__name__ \
+        == "nnUNetTrainerSegResMamba_CITiny"
+
+
+def test_configurations_are_checked_against_the_plans_and_the_trainers(tmp_path, monkeypatch):
+    make_tree(tmp_path, monkeypatch)
+    trainers = resolve_trainers([TRAINER, "nnUNetTrainer"])
+    check_configurations("990", "nnUNetPlans", ["3d_fullres"], trainers)
+    check_configurations("990", "nnUNetPlans", ["2d"], {"nnUNetTrainer": trainers["nnUNetTrainer"]})
+    with pytest.raises(SubmissionError) as error:
+        check_configurations("990", "nnUNetPlans", ["2d", "3d_lowres"], trainers)
+    assert str(error.value).splitlines() == [
+        "configuration '3d_lowres' is not in nnUNetPlans.json; it has 2d, 3d_fullres",
+        f"{TRAINER} cannot train 2d: SegResMamba is a 3D network, but this configuration has a 2D patch [56, 40]. "
+        f"Train a 3D configuration instead: `nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerSegResMamba` "
+        f"(or 3d_lowres / 3d_cascade_fullres)."]
+    with pytest.raises(SubmissionError, match="no plans .*nnUNetResEncUNetMPlans.json.*pick one of -p nnUNetPlans"):
+        check_configurations("990", "nnUNetResEncUNetMPlans", ["3d_fullres"], trainers)
+
+
+@pytest.mark.parametrize("change,message", [
+    (["-tr", "nnUNetTrainerSegResMambaa"], "unknown trainer 'nnUNetTrainerSegResMambaa'; did you mean"),
+    (["-c", "2d"], f"{TRAINER} cannot train 2d: SegResMamba is a 3D network"),
+], ids=["unknown-trainer", "2d"])
+def test_command_line_refuses_before_writing_any_job(tmp_path, monkeypatch, fake_sbatch, change, message):
+    make_tree(tmp_path, monkeypatch)
+    arguments = {"-tr": [TRAINER], "-c": ["3d_fullres"]}
+    arguments[change[0]] = change[1:]
+    command = [sys.executable, str(REPO / "scripts" / "slurm_submit.py"), "990", *[a for k, v in arguments.items()
+               for a in (k, *v)], "-f", "0", "--logs", str(tmp_path / "logs")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "#!/bin/bash" not in result.stdout and fake_sbatch() == [] and not (tmp_path / "logs").exists()

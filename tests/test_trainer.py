@@ -3,8 +3,11 @@ noAMP, the epoch's train loss, checkpoint writing, and a strict checkpoint round
 predictor for every trainer variant. Plans are nnU-Net's own plans for Hippocampus (tests/data)."""
 
 import copy
+import errno
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +16,15 @@ import torch
 import torch.nn as nn
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.run.run_training import maybe_load_checkpoint
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_segresmamba import training
+from nnunetv2_segresmamba import ssm, training
 from nnunetv2_segresmamba.network import UnsupportedConfigurationError
 from nnunetv2_segresmamba.ssm import BACKEND_ENV, ScanBackendError
 from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba, nnUNetTrainerSegResMamba_noAMP
+from nnunetv2_segresmamba.training.device_checks import DeviceUnavailableError
+from nnunetv2_segresmamba.training.resilience import CheckpointWriteError, UnusableCheckpointError
 
 DATA = Path(__file__).parent / "data"
 PLANS = json.loads((DATA / "hippocampus_plans.json").read_text())
@@ -72,6 +78,14 @@ def test_unusable_scan_backend_fails_when_the_trainer_is_set_up(nnunet_folders, 
     assert files_under(nnunet_folders / "nnUNet_results") == []
 
 
+def test_training_without_a_gpu_and_without_device_cpu_fails_before_anything_is_written(nnunet_folders,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="add `-device cpu`"):
+        nnUNetTrainerSegResMamba(plans(), "3d_fullres", 0, copy.deepcopy(DATASET), torch.device("cuda"))
+    assert files_under(nnunet_folders / "nnUNet_results") == []
+
+
 # --- training steps ------------------------------------------------------------------------------------------
 
 def batch_for(trainer, batch_size=2, seed=0) -> dict:
@@ -102,7 +116,7 @@ def test_multichannel_input_and_a_patch_off_the_strides_train_through_the_traine
     assert missing == ["decoder.seg_layers.3.weight", "decoder.seg_layers.3.bias"], missing
 
 
-def test_noamp_keeps_the_network_in_fp32_under_autocast(nnunet_folders):
+def test_noamp_keeps_the_network_in_fp32_under_autocast(nnunet_folders, monkeypatch):
     manager = PlansManager(plans())
     configuration = manager.get_configuration("3d_fullres")
     x = torch.randn(1, 1, *SMALL_PATCH)
@@ -121,6 +135,7 @@ def test_noamp_keeps_the_network_in_fp32_under_autocast(nnunet_folders):
     assert dtypes["nnUNetTrainerSegResMamba"] == ({torch.bfloat16}, torch.bfloat16)
     assert dtypes["nnUNetTrainerSegResMamba_noAMP"] == ({torch.float32}, torch.float32)
     # and no GradScaler: the fp32 loss is not scaled (device "cuda" as on a GPU; nothing runs on it here)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cuda_trainer = nnUNetTrainerSegResMamba_noAMP(plans(), "3d_fullres", 0, copy.deepcopy(DATASET),
                                                   torch.device("cuda"))
     assert cuda_trainer.grad_scaler is None
@@ -190,6 +205,122 @@ def test_progress_png_shows_every_epoch_on_a_cpu_run(nnunet_folders):
     assert min(lengths.values()) == 2, lengths
 
 
+# --- --c with damaged or foreign checkpoints, and a checkpoint write that fails -----------------------------
+
+def three_epochs_trained() -> Path:
+    """A fold folder after 3 of 5 epochs: checkpoint_best.pth from epoch 0 (the pseudo Dice stays the same
+    afterwards), checkpoint_latest.pth resuming at epoch 3."""
+    trainer = make_trainer()
+    trainer.num_epochs = 5
+    trainer.initialize()
+    for _ in range(3):
+        finish_epoch(trainer)
+    return Path(trainer.output_folder)
+
+
+def resume(**plan_options):
+    """What `nnUNetv2_train ... --c` does before it trains: nnU-Net's own checkpoint choice, then ours."""
+    trainer = make_trainer(continue_training=True, **plan_options)
+    trainer.num_epochs = 5
+    maybe_load_checkpoint(trainer, continue_training=True, validation_only=False)
+    return trainer, Path(trainer.log_file).read_text()
+
+
+def other_class_count_checkpoint(path: Path) -> None:
+    dataset = copy.deepcopy(DATASET)
+    dataset["labels"]["Extra"] = 3
+    trainer = make_trainer(dataset=dataset)
+    trainer.initialize()
+    trainer.save_checkpoint(str(path))
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "it cannot be read, it is truncated"),
+    (lambda p: p.write_bytes(b""), r"it is empty \(0 bytes\)"),
+    (lambda p: p.write_bytes(bytes(p.stat().st_size)), "it cannot be read, it is truncated"),
+    (other_class_count_checkpoint, "it was trained for 4 output classes and this dataset has 3"),
+], ids=["truncated", "empty", "zero-filled", "other-class-count"])
+def test_continue_falls_back_to_the_newest_checkpoint_that_loads(nnunet_folders, damage, reason):
+    folder = three_epochs_trained()
+    damage(folder / "checkpoint_latest.pth")
+    trainer, log = resume()
+    assert trainer.current_epoch == 1  # checkpoint_best.pth, written after epoch 0
+    assert re.search(rf"checkpoint_latest\.pth cannot be resumed from: {reason}.*Taking checkpoint_best\.pth "
+                     rf"\(resumes at epoch 1\)", log), log
+    # set aside, so that nothing reads it again; the next checkpoint_latest.pth is a new one
+    assert not (folder / "checkpoint_latest.pth").exists() and (folder / "checkpoint_latest.pth.unusable").exists()
+
+
+def test_continue_with_no_loadable_checkpoint_stops_and_changes_nothing(nnunet_folders):
+    folder = three_epochs_trained()
+    (folder / "checkpoint_best.pth").unlink()
+    latest = folder / "checkpoint_latest.pth"
+    latest.write_bytes(latest.read_bytes()[:1000])
+    with pytest.raises(UnusableCheckpointError, match=r"checkpoint_latest\.pth: it cannot be read.*without --c"):
+        resume()
+    assert latest.stat().st_size == 1000 and sorted(p.name for p in folder.glob("checkpoint*")) == [latest.name]
+
+
+def test_validation_only_with_a_damaged_final_checkpoint_names_it_and_how_to_retrain(nnunet_folders):
+    folder = three_epochs_trained()
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    trainer = make_trainer()
+    with pytest.raises(UnusableCheckpointError, match=r"checkpoint_final\.pth: it is empty.*Restore the file, or let "
+                                                      r"`nnUNetv2_train Dataset004_Hippocampus 3d_fullres 0"):
+        maybe_load_checkpoint(trainer, continue_training=False, validation_only=True)  # nnUNetv2_train ... --val
+
+
+def test_continue_takes_the_checkpoint_with_the_most_epochs_whatever_the_file_times(nnunet_folders):
+    """A finished training continued for more epochs and interrupted: checkpoint_latest.pth has more epochs
+    than checkpoint_final.pth, even where copying the folder gave it the older time stamp."""
+    folder = three_epochs_trained()
+    final = folder / "checkpoint_final.pth"
+    checkpoint = torch.load(folder / "checkpoint_latest.pth", weights_only=False)
+    checkpoint["current_epoch"] = 2
+    torch.save(checkpoint, final)
+    os.utime(folder / "checkpoint_latest.pth", (1, 1))
+    trainer, log = resume()
+    assert trainer.current_epoch == 3
+    assert "nnU-Net would have taken checkpoint_final.pth" in log and final.exists()
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_how_to_resume(nnunet_folders, monkeypatch):
+    trainer = make_trainer()
+    trainer.num_epochs = 5
+    trainer.initialize()
+    finish_epoch(trainer)
+    latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
+    before = latest.read_bytes()
+
+    def full_disk(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    no_space = r"checkpoint_latest\.pth \(OSError: \[Errno 28\] No space left"
+    with pytest.raises(CheckpointWriteError, match=no_space) as error:
+        finish_epoch(trainer)
+    assert latest.read_bytes() == before and not list(latest.parent.glob("*.partial"))
+    assert ("`nnUNetv2_train Dataset004_Hippocampus 3d_fullres 0 -tr SmallTrainer -p nnUNetPlans -device cpu --c`"
+            in str(error.value)) and "checkpoint_latest.pth, checkpoint_best.pth are intact" in str(error.value)
+
+
+# --- the training log states the network that was built ----------------------------------------------------
+
+def test_the_log_states_the_network_that_was_built(nnunet_folders):
+    trainer = make_trainer()
+    trainer.initialize()
+    trainer.print_plans()
+    log = Path(trainer.log_file).read_text()
+    assert "'network_class_name': 'dynamic_network_architectures" in log or "PlainConvUNet" in log  # nnU-Net's dump
+    assert re.search(r"Network built by SmallTrainer: SegResMamba, 0\.\d\d M parameters", log), log
+    # the plan pools 8x on every axis: levels on nnU-Net's stage grids, each CMMB's first ToM one stage coarser
+    for line in ("  0      8      8x12x8      4x6x4, 8x12x8", "  1      16     4x6x4       2x3x2, 4x6x4",
+                 "  3      32     2x3x2       2x3x2, 2x3x2"):
+        assert line in log.splitlines(), log
+    assert "scan backend: torch (SEGRESMAMBA_SCAN_BACKEND=auto, on cpu); torch.compile: no; precision: fp32" in log
+
+
 # --- every variant: trained weights load strictly into the network nnU-Net's predictor builds ---------------
 
 def build(cls, deep_supervision: bool) -> nn.Module:
@@ -239,3 +370,18 @@ def test_the_predictor_checks_the_scan_backend(model_folder, monkeypatch):
     monkeypatch.setenv(BACKEND_ENV, "bogus")
     with pytest.raises(ScanBackendError, match="bogus"):
         nnUNetPredictor(device=torch.device("cpu")).initialize_from_trained_model_folder(str(model_folder), (0,))
+
+
+def test_the_predictor_checks_the_scan_backend_against_its_own_device(model_folder, monkeypatch):
+    """On a GPU machine, nnUNetv2_predict -device cpu cannot run the Triton scan: the check must take the
+    predictor's device, not the machine's GPU."""
+    torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainerSegResMamba",
+                "init_args": {"configuration": "3d_fullres"}}, model_folder / "fold_0" / "checkpoint_final.pth")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ssm, "_unavailable_reason", lambda backend: None)  # both GPU kernels import, as on a GPU
+    monkeypatch.setenv(BACKEND_ENV, "triton")
+    with pytest.raises(ScanBackendError, match="tensors are on cpu"):
+        nnUNetPredictor(device=torch.device("cpu")).initialize_from_trained_model_folder(str(model_folder), (0,))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="nnUNetv2_predict runs on a CUDA GPU.*add `-device cpu`"):
+        nnUNetPredictor(device=torch.device("cuda")).initialize_from_trained_model_folder(str(model_folder), (0,))

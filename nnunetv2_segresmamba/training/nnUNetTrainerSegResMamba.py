@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from os.path import isfile, join
+from os.path import join
 from time import time
 
 import numpy as np
@@ -13,8 +13,6 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import autocast, nn
-from torch._dynamo import OptimizedModule
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
@@ -22,29 +20,17 @@ from ..network.compile_settings import apply_inductor_settings
 from ..ssm import resolve_backend
 from .energy import EnergyLoggingMixin
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
+from .device_checks import check_build_device, check_training_device
+from .network_report import network_report
+from .resilience import ResumableCheckpointsMixin
+from .wrapped import unwrap as _unwrap
 
 
-def _unwrap(network: nn.Module) -> nn.Module:
-    if isinstance(network, DDP):
-        network = network.module
-    if isinstance(network, OptimizedModule):
-        network = network._orig_mod
-    return network
-
-
-def check_scan_backend(device: torch.device | None = None) -> str:
-    """The scan backend SegResMamba will run with on ``device``, checked now (when a trainer or predictor is
-    set up) instead of at the first forward pass; raises ssm.ScanBackendError with advice. Without a
-    device (nnU-Net's predictor builds the network before it picks one), the machine's GPU if it has one."""
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_backend(device)
-
-
-class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
+class nnUNetTrainerSegResMamba(ResumableCheckpointsMixin, EnergyLoggingMixin, nnUNetTrainer):
     """SegResMamba in nnU-Net's pipeline with nnU-Net's own recipe: SGD with the poly schedule,
     Dice + CE, deep supervision on the decoder stages, GPU energy logged per epoch. Variants change
-    one thing each."""
+    one thing each. Checkpoints are written atomically and --c resumes from the newest one that loads
+    (ResumableCheckpointsMixin)."""
 
     # SegResMambaConfig options that variants change (the ablations of the paper's Table 4).
     network_options: dict = {}
@@ -61,15 +47,13 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         # Fail before nnU-Net creates the fold's folder and log, with advice, on a 2d configuration, a patch
-        # the network cannot take (channel and class counts do not matter for that) or a scan backend that
-        # cannot run on this device. initialize() replaces network_config with the built network's own
-        # configuration, which is what debug.json records.
-        self.network_config = self.config_for(PlansManager(plans).get_configuration(configuration), 1, 2, False)
-        check_scan_backend(device)
-        self._continue_requested = bool(plans.get("continue_training", False))
+        # the network cannot take, a GPU this machine does not have (nnU-Net's -device default) or a scan
+        # backend that cannot run on this device. initialize() replaces network_config with the built
+        # network's own configuration, which is what debug.json records.
+        self.network_config = self.check_configuration(PlansManager(plans).get_configuration(configuration))
+        check_training_device(device)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.nonfinite_guard = NonFiniteLossGuard(self.nonfinite_loss_patience)
-        self._resumed_from: str | None = None
         self._last_latest_checkpoint = time()
         if not self.use_amp:
             self.grad_scaler = None
@@ -77,6 +61,13 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
     def initialize(self) -> None:
         super().initialize()
         self.network_config = _unwrap(self.network).config
+
+    @classmethod
+    def check_configuration(cls, configuration_manager: ConfigurationManager) -> SegResMambaConfig:
+        """The network configuration for a plan's configuration, or UnsupportedConfigurationError /
+        PatchTooSmallError (ValueErrors) that say what to use instead; channel and class counts do not matter
+        for that. scripts/slurm_submit.py asks this before it writes any job."""
+        return cls.config_for(configuration_manager, 1, 2, False)
 
     @classmethod
     def config_for(cls, configuration_manager: ConfigurationManager, num_input_channels: int,
@@ -89,8 +80,9 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         # nnU-Net's predictor calls this on the class with deep supervision off and loads the weights
-        # strictly: SegResMamba builds its deep supervision heads either way.
-        check_scan_backend()
+        # strictly: SegResMamba builds its deep supervision heads either way. The predictor gives no device:
+        # the check takes the predictor's own (nnUNetv2_predict -device).
+        check_build_device()
         network = SegResMamba(cls.config_for(configuration_manager, num_input_channels, num_output_channels,
                                              enable_deep_supervision))
         network.autocast_enabled = cls.use_amp
@@ -137,30 +129,13 @@ class nnUNetTrainerSegResMamba(EnergyLoggingMixin, nnUNetTrainer):
             self.print_to_log_file(f"WARNING: --c found no checkpoint (checkpoint_final/latest/best.pth) in "
                                    f"{self.output_folder}; training starts at epoch 0.")
 
-    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
-        if isinstance(filename_or_checkpoint, str) and self._continue_requested:
-            filename_or_checkpoint = self._newest_checkpoint(filename_or_checkpoint)
-        super().load_checkpoint(filename_or_checkpoint)
-        self._resumed_from = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "a checkpoint"
-        self.print_to_log_file(f"Loaded {self._resumed_from}: {self.current_epoch} epochs done.")
-
-    def _newest_checkpoint(self, chosen: str) -> str:
-        """--c picks checkpoint_final.pth whenever it exists. A training continued past its final checkpoint
-        (more epochs) and then interrupted has a newer checkpoint_latest.pth beside it: resume from that."""
-        latest = join(os.path.dirname(chosen), "checkpoint_latest.pth")
-        if os.path.basename(chosen) == "checkpoint_final.pth" and isfile(latest) \
-                and os.path.getmtime(latest) > os.path.getmtime(chosen):
-            self.print_to_log_file(f"{latest} is newer than {chosen} (a continued training was interrupted): "
-                                   f"resuming from it.")
-            return latest
-        return chosen
-
-    def save_checkpoint(self, filename: str) -> None:
-        # Write then rename, so that a run killed while writing leaves the previous checkpoint intact.
-        partial = filename + ".partial"
-        super().save_checkpoint(partial)
-        if isfile(partial):
-            os.replace(partial, filename)
+    def print_plans(self) -> None:
+        super().print_plans()  # nnU-Net's dump of the plans, whose network_class_name is not what trains
+        if self.local_rank == 0:
+            self.print_to_log_file(network_report(self.network, self.__class__.__name__,
+                                                  self.configuration_manager.network_arch_class_name,
+                                                  self.configuration_manager.patch_size, self.device,
+                                                  resolve_backend(self.device)), add_timestamp=False)
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
         """The epoch's train loss over the steps that were not skipped (nnU-Net's mean would be NaN after one
