@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from os.path import join
 from time import time
 
