@@ -82,6 +82,9 @@ class nnUNetTrainerSegResMamba(ResumableCheckpointsMixin, EnergyLoggingMixin, nn
         # strictly: SegResMamba builds its deep supervision heads either way. The predictor gives no device:
         # the check takes the predictor's own (nnUNetv2_predict -device).
         check_build_device()
+        # Whoever compiles this network next (nnU-Net's trainer by default, its predictor with nnUNet_compile=true)
+        # must do so with inductor's comprehensive padding off: network/compile_settings.py says why.
+        apply_inductor_settings()
         network = SegResMamba(cls.config_for(configuration_manager, num_input_channels, num_output_channels,
                                              enable_deep_supervision))
         network.autocast_enabled = cls.use_amp
@@ -99,9 +102,9 @@ class nnUNetTrainerSegResMamba(ResumableCheckpointsMixin, EnergyLoggingMixin, nn
     def _do_i_compile(self) -> bool:
         """SegResMamba compiles whenever nnU-Net compiles its own networks (on a GPU, unless nnUNet_compile is
         false): the scan kernels are registered operators, so torch.compile traces the whole network. Inductor's
-        comprehensive padding is turned off first (network/compile_settings.py: with it, torch 2.11 computed
-        wrong gradients for SegResMamba). The pure-PyTorch scan would be unrolled into thousands of graph
-        nodes: it never compiles."""
+        comprehensive padding was turned off when the network was built (build_network_architecture; with it,
+        torch 2.11 computed wrong gradients for SegResMamba). The pure-PyTorch scan would be unrolled into
+        thousands of graph nodes: it never compiles."""
         if not super()._do_i_compile():
             return False
         backend = ssm.resolve_backend(self.device)
@@ -109,7 +112,6 @@ class nnUNetTrainerSegResMamba(ResumableCheckpointsMixin, EnergyLoggingMixin, nn
             self._log_once(f"INFO: torch.compile disabled because the selective scan runs on the {backend} backend; "
                            f"Triton (shipped with CUDA builds of PyTorch) or mamba-ssm enables it.")
             return False
-        apply_inductor_settings()
         return True
 
     def _log_once(self, message: str) -> None:
