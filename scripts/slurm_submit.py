@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunetv2_segresmamba.cluster.checks import check_configurations, resolve_trainers  # noqa: E402
+from nnunetv2_segresmamba.cluster.checks import check_submission  # noqa: E402
 from nnunetv2_segresmamba.cluster.slurm import SbatchOptions, dry_run_text, prepare, submit  # noqa: E402
 from nnunetv2_segresmamba.cluster.trainings import (find_best_command, nnunet_folder, training_matrix,  # noqa: E402
                                                     training_states)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     comparison = (args.comparison or args.logs / "comparison").absolute()
     try:
         # Before anything is written: names as nnUNetv2_train resolves them, configurations the trainers can build.
-        check_configurations(args.dataset, args.plans, args.configurations, resolve_trainers(args.trainers))
+        check_submission(args.dataset, args.plans, args.configurations, args.trainers)
         trainings = training_matrix(args.dataset, args.trainers, args.configurations, args.folds, args.plans)
         states = training_states(trainings)
         summary = [find_best_command(args.dataset, args.trainers, args.configurations, args.folds, args.plans)]

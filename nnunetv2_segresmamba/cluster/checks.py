@@ -60,48 +60,71 @@ def available_trainers() -> list[str]:
     return sorted(names)
 
 
-def resolve_trainers(names: list[str]) -> dict[str, type]:
-    """Each name's trainer class, as nnUNetv2_train would find it; SubmissionError naming close matches."""
-    found = {name: _quiet_lookup(name) for name in dict.fromkeys(names)}
-    unknown = [name for name, cls in found.items() if cls is None]
-    if unknown:
-        known = available_trainers()
-        lines = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, known, n=SUGGESTIONS, cutoff=0.6)
-            lines.append(f"unknown trainer {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-        ext = os.environ.get("nnUNet_extTrainer", "")
-        ours = ", ".join(name for name in known if name.startswith("nnUNetTrainerSegResMamba"))
-        lines.append(f"nnU-Net finds {len(known)} trainers in nnunetv2.training.nnUNetTrainer and in "
-                     f"nnUNet_extTrainer={ext!r}. SegResMamba's: "
-                     + (ours or "none: install the plugin with pip install . (an editable install also needs "
-                                "export nnUNet_extTrainer=$(python -m nnunetv2_segresmamba_ext))") + ".")
-        raise SubmissionError("\n".join(lines))
-    return found  # type: ignore[return-value]
+def _trainers_and_problems(names: list[str]) -> tuple[dict[str, type], list[str]]:
+    """The trainers nnUNetv2_train finds by these names, and a line for each it does not (with close names)."""
+    looked_up = {name: _quiet_lookup(name) for name in dict.fromkeys(names)}
+    found = {name: cls for name, cls in looked_up.items() if cls is not None}
+    unknown = [name for name in looked_up if name not in found]
+    if not unknown:
+        return found, []
+    known = available_trainers()
+    lines = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=SUGGESTIONS, cutoff=0.6)
+        lines.append(f"unknown trainer {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    ext = os.environ.get("nnUNet_extTrainer", "")
+    ours = ", ".join(name for name in known if name.startswith("nnUNetTrainerSegResMamba"))
+    lines.append(f"nnU-Net finds {len(known)} trainers in nnunetv2.training.nnUNetTrainer and in "
+                 f"nnUNet_extTrainer={ext!r}. SegResMamba's: "
+                 + (ours or "none: install the plugin with pip install . (an editable install also needs "
+                            "export nnUNet_extTrainer=$(python -m nnunetv2_segresmamba_ext))") + ".")
+    return found, lines
 
 
-def check_configurations(dataset: str, plans: str, configurations: list[str], trainers: dict[str, type]) -> None:
-    """Every configuration is in the plans, and every trainer that can tell (SegResMamba's
-    ``check_configuration``) can build it."""
+def _configuration_problems(dataset: str, plans: str, configurations: list[str], trainers: dict[str, type]
+                            ) -> list[str]:
     folder = nnunet_folder("nnUNet_preprocessed") / dataset_name(dataset)
     plans_file = folder / f"{plans}.json"
     if not plans_file.is_file():
         others = sorted(p.stem for p in folder.glob("*Plans*.json"))
-        raise SubmissionError(f"no plans {plans_file}: plan it with nnUNetv2_plan_and_preprocess (or "
-                              f"nnUNetv2_plan_experiment) first" + (f", or pick one of -p {', '.join(others)}"
-                                                                    if others else ""))
+        return [f"no plans {plans_file}: plan it with nnUNetv2_plan_and_preprocess (or nnUNetv2_plan_experiment) "
+                f"first" + (f", or pick one of -p {', '.join(others)}" if others else "")]
     manager = PlansManager(str(plans_file))
     valid = list(manager.plans["configurations"])
     problems = [f"configuration {c!r} is not in {plans_file.name}; it has {', '.join(valid)}"
                 for c in configurations if c not in valid]
     for configuration in (c for c in configurations if c in valid):
         for name, trainer in trainers.items():
-            check = getattr(trainer, "check_configuration", None)
+            check = getattr(trainer, "check_configuration", None)  # SegResMamba's trainers have one
             if check is None:
                 continue
             try:
                 check(manager.get_configuration(configuration))
             except ValueError as error:
                 problems.append(f"{name} cannot train {configuration}: {error}")
+    return problems
+
+
+def resolve_trainers(names: list[str]) -> dict[str, type]:
+    """Each name's trainer class, as nnUNetv2_train would find it; SubmissionError naming close matches."""
+    found, problems = _trainers_and_problems(names)
+    if problems:
+        raise SubmissionError("\n".join(problems))
+    return found
+
+
+def check_configurations(dataset: str, plans: str, configurations: list[str], trainers: dict[str, type]) -> None:
+    """Every configuration is in the plans, and every trainer that can tell (SegResMamba's
+    ``check_configuration``) can build it."""
+    problems = _configuration_problems(dataset, plans, configurations, trainers)
+    if problems:
+        raise SubmissionError("\n".join(problems))
+
+
+def check_submission(dataset: str, plans: str, configurations: list[str], trainer_names: list[str]) -> None:
+    """Both checks at once, so that one run lists every mistake: unknown trainers, and the configurations that
+    the plans lack or that the known trainers cannot build."""
+    trainers, problems = _trainers_and_problems(trainer_names)
+    problems += _configuration_problems(dataset, plans, configurations, trainers)
     if problems:
         raise SubmissionError("\n".join(problems))
