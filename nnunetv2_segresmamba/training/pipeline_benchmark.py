@@ -76,6 +76,8 @@ class PipelineBenchmarkMixin:
                       fastest_epoch_s=min(timed),
                       gpu_util_pct=statistics.fmean(utilisation) if utilisation else None,
                       peak_mem_GiB=torch.cuda.max_memory_allocated(self.device) / 2 ** 30,
+                      # CUDA graphs keep their memory pool reserved, not allocated: this column counts it
+                      peak_reserved_GiB=torch.cuda.max_memory_reserved(self.device) / 2 ** 30,
                       iterations_per_epoch=self.num_iterations_per_epoch,
                       batch_size=self.configuration_manager.batch_size,
                       compiled=self._do_i_compile(), crashed=self.crashed_with_runtime_error,

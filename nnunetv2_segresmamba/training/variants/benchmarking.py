@@ -6,6 +6,7 @@ from nnunetv2.training.nnUNetTrainer.variants.benchmarking.nnUNetTrainerBenchmar
     nnUNetTrainerBenchmark_5epochs)
 
 from ..nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
+from .cuda_graphs import nnUNetTrainerSegResMambaCudaGraphs
 from ..pipeline_benchmark import PipelineBenchmarkMixin
 
 
@@ -16,3 +17,8 @@ class nnUNetTrainerBenchmarkPipeline_5epochs(PipelineBenchmarkMixin, nnUNetTrain
 class nnUNetTrainerSegResMambaBenchmark_5epochs(PipelineBenchmarkMixin, nnUNetTrainerBenchmark_5epochs,
                                                 nnUNetTrainerSegResMamba):
     """nnUNetTrainerSegResMamba, timed the same way."""
+
+
+class nnUNetTrainerSegResMambaCudaGraphsBenchmark_5epochs(PipelineBenchmarkMixin, nnUNetTrainerBenchmark_5epochs,
+                                                          nnUNetTrainerSegResMambaCudaGraphs):
+    """nnUNetTrainerSegResMambaCudaGraphs, timed the same way."""
