@@ -2,10 +2,11 @@
 """Train the five folds in parallel, one fold per visible GPU at a time, then find the best configuration.
 
     python scripts/train_folds.py DATASET TRAINER [--configuration 3d_fullres] [--folds 0 1 2 3 4]
-                                  [--gpus 0 1 | --cpu-jobs N] [--plans nnUNetPlans] [--logs DIR]
+                                  [--gpus 0 1] [--per-gpu 1] [--cpu-jobs N] [--plans nnUNetPlans] [--logs DIR]
 
 Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
-CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. Then
+CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. --per-gpu N
+trains N folds at a time on each GPU: at small patches one training leaves most of a large GPU idle. Then
 `nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
 Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
 written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.
@@ -35,6 +36,16 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def training_slots(gpus: list[str], per_gpu: int, cpu_jobs: int) -> dict[str, dict[str, str]]:
+    """Each slot trains one fold at a time: its name, and what it adds to the fold's environment. With cpu_jobs,
+    that many CPU slots; else per_gpu slots on each GPU, the GPUs taken in turn so that folds spread over them."""
+    if cpu_jobs > 0:
+        return {f"CPU job {i}": {} for i in range(cpu_jobs)}
+    if per_gpu == 1:
+        return {f"GPU {gpu}": {"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus}
+    return {f"GPU {gpu} job {job}": {"CUDA_VISIBLE_DEVICES": gpu} for job in range(per_gpu) for gpu in gpus}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -42,17 +53,16 @@ def main() -> int:
     parser.add_argument("--configuration", default="3d_fullres")
     parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--gpus", nargs="+", default=None, help="GPU ids (default: all visible)")
+    parser.add_argument("--per-gpu", type=int, default=1, help="folds trained at once on each GPU (default 1)")
     parser.add_argument("--cpu-jobs", type=int, default=0, help="train on the CPU, this many folds at a time")
     parser.add_argument("--plans", default="nnUNetPlans")
     parser.add_argument("--logs", type=Path, default=Path("fold_logs"))
     args = parser.parse_args()
 
     on_cpu = args.cpu_jobs > 0
-    # Each slot trains one fold at a time: its name and what it adds to the fold's environment.
-    if on_cpu:
-        slots = {f"CPU job {i}": {} for i in range(args.cpu_jobs)}
-    else:
-        slots = {f"GPU {gpu}": {"CUDA_VISIBLE_DEVICES": gpu} for gpu in (args.gpus or visible_gpus())}
+    if args.per_gpu < 1:
+        parser.error(f"--per-gpu must be 1 or more, not {args.per_gpu}")
+    slots = training_slots([] if on_cpu else (args.gpus or visible_gpus()), args.per_gpu, args.cpu_jobs)
     if not slots:
         parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES, pass --gpus, or train on the CPU with --cpu-jobs N")
     try:
