@@ -18,7 +18,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
+from conftest import FEW_WORKERS, copy_demo_preprocessed
+from nnunetv2_segresmamba.demo.run_demo import DATASET_ID, DATASET_NAME
 from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment, run_nnunet
 
 TRAINER = "nnUNetTrainerSegResMamba_CITiny"
@@ -75,16 +76,16 @@ def check_label_maps(folder: Path, cases: list[str], raw: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, demo_preprocessed):
     work = tmp_path_factory.mktemp("nnunet")
     ext = str(Path(__file__).parent / "ext_trainers")
-    env = nnunet_environment(work, {"nnUNet_extTrainer": ext, "nnUNet_n_proc_DA": "2",
+    env = nnunet_environment(work, {"nnUNet_extTrainer": ext, "nnUNet_n_proc_DA": "1", **FEW_WORKERS,
                                     "nnUNet_compile": "false", "SEGRESMAMBA_TEST_EPOCHS": "1"})
-    shutil.copytree(DATA, work / "nnUNet_raw" / DATASET_NAME)
+    # planned and preprocessed by nnUNetv2_plan_and_preprocess (the session's demo_preprocessed, in conftest.py)
+    copy_demo_preprocessed(demo_preprocessed, work)
     log = work / "cli.log"
     run = lambda *args, **kw: run_nnunet(*args, env={**env, **kw}, log=log)  # noqa: E731
 
-    run("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2")
     # Folds 0 and 1 side by side, each a stock `nnUNetv2_train ... --npz -device cpu` started by the
     # parallel-folds script, which then runs nnUNetv2_find_best_configuration on them.
     with open(log, "a") as handle:
@@ -116,11 +117,11 @@ def pipeline(tmp_path_factory):
         shutil.copy(raw / "imagesTr" / f"{case}_0000.nii.gz", images)
         shutil.copy(raw / "labelsTr" / f"{case}.nii.gz", labels)
     common = ["-i", images, "-d", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-device", "cpu"]
-    run("nnUNetv2_predict", *common, "-o", work / "pred_folds01", "-f", "0", "1")
-    for fold in (0, 1):
-        run("nnUNetv2_predict", *common, "-o", work / f"pred_fold{fold}", "-f", fold, "--save_probabilities")
+    # Both folds as one model, and fold 0 alone; their probabilities then ensembled.
+    run("nnUNetv2_predict", *common, "-o", work / "pred_folds01", "-f", "0", "1", "--save_probabilities")
+    run("nnUNetv2_predict", *common, "-o", work / "pred_fold0", "-f", "0", "--save_probabilities")
     run("nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", "0", "1")
-    run("nnUNetv2_ensemble", "-i", work / "pred_fold0", work / "pred_fold1", "-o", work / "ensemble")
+    run("nnUNetv2_ensemble", "-i", work / "pred_folds01", work / "pred_fold0", "-o", work / "ensemble")
     run("nnUNetv2_evaluate_folder", labels, work / "ensemble",
         "-djfile", results / "dataset.json", "-pfile", results / "plans.json")
     # Fold 1's validation cases predicted again and timed, for scripts/compare.py's inference column.
@@ -169,7 +170,7 @@ def test_the_longer_trained_fold_has_learned(pipeline):
 
 
 def test_predictions_are_label_maps_of_the_input_size(pipeline):
-    for folder in ("pred_folds01", "pred_fold0", "pred_fold1", "ensemble"):
+    for folder in ("pred_folds01", "pred_fold0", "ensemble"):
         check_label_maps(pipeline["work"] / folder, pipeline["cases"], pipeline["raw"])
 
 

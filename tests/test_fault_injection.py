@@ -30,8 +30,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
-from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment, run_nnunet
+from conftest import FEW_WORKERS, copy_demo_preprocessed
+from nnunetv2_segresmamba.demo.run_demo import DATASET_ID, DATASET_NAME
+from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment
 from nnunetv2_segresmamba.training.resilience import UnusableCheckpointError
 
 TRAINER = "nnUNetTrainerSegResMamba_CITiny"
@@ -191,17 +192,14 @@ def add_row(table: list, fault: str, shows: str, outcome: str, lost, damaged: st
 # --- the dataset, planned and preprocessed once -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tmp_path_factory, demo_preprocessed):
     work = tmp_path_factory.mktemp("faults")
     env = nnunet_environment(work, {
         "nnUNet_extTrainer": str(EXT_TRAINERS), "nnUNet_compile": "false", "PYTHONUNBUFFERED": "1",
-        # data loading in the training process and one export worker: less to start for each of the many runs
-        "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
+        # data loading in the training process and one worker per pool: less to start for each of the many runs
+        "nnUNet_n_proc_DA": "0", **FEW_WORKERS,
         "SEGRESMAMBA_TEST_EPOCHS": str(EPOCHS), "SEGRESMAMBA_TEST_ITERATIONS": str(ITERATIONS)})
-    shutil.copytree(DATA, work / "nnUNet_raw" / DATASET_NAME)
-    # (the planner sets torch's thread count to nnUNet_n_proc_DA, which must not be 0 there)
-    run_nnunet("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2",
-               env={**env, "nnUNet_n_proc_DA": "2"}, log=work / "plan_and_preprocess.log")
+    copy_demo_preprocessed(demo_preprocessed, work)
     return work, env
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnunetv2_segresmamba.demo.run_demo import DATA, DATASET_ID, DATASET_NAME
-from nnunetv2_segresmamba.nnunet_cli import nnunet_environment, run_nnunet
+from conftest import FEW_WORKERS, copy_demo_preprocessed
+from nnunetv2_segresmamba.demo.run_demo import DATASET_ID, DATASET_NAME
+from nnunetv2_segresmamba.nnunet_cli import nnunet_environment
 
 pytestmark = pytest.mark.slow
 
@@ -196,15 +197,13 @@ def submit(env: dict[str, str], logs: Path) -> tuple[list[str], str | None, str]
 
 
 @pytest.fixture(scope="module")
-def cluster_run(slurm, tmp_path_factory):
+def cluster_run(slurm, tmp_path_factory, demo_preprocessed):
     started = time.time()
     work = tmp_path_factory.mktemp("nnunet_slurm")
     env = nnunet_environment(work, {**slurm, "nnUNet_extTrainer": str(Path(__file__).parent / "ext_trainers"),
-                                    "nnUNet_n_proc_DA": "1", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
+                                    "nnUNet_n_proc_DA": "1", **FEW_WORKERS, "nnUNet_compile": "false",
                                     "SEGRESMAMBA_TEST_EPOCHS": "2"})
-    shutil.copytree(DATA, work / "nnUNet_raw" / DATASET_NAME)
-    run_nnunet("nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "2", env=env,
-               log=work / "plan.log")
+    copy_demo_preprocessed(demo_preprocessed, work)
     results = work / "nnUNet_results" / DATASET_NAME / f"{TRAINER}__nnUNetPlans__3d_fullres"
     logs = work / "slurm_logs"
 
