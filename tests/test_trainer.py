@@ -378,7 +378,7 @@ def test_the_predictor_checks_the_scan_backend_against_its_own_device(model_fold
     torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainerSegResMamba",
                 "init_args": {"configuration": "3d_fullres"}}, model_folder / "fold_0" / "checkpoint_final.pth")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(ssm, "_unavailable_reason", lambda backend: None)  # both GPU kernels import, as on a GPU
+    monkeypatch.setattr(ssm.registry, "unavailable_reason", lambda backend: None)  # both GPU kernels import, as on a GPU
     monkeypatch.setenv(BACKEND_ENV, "triton")
     with pytest.raises(ScanBackendError, match="tensors are on cpu"):
         nnUNetPredictor(device=torch.device("cpu")).initialize_from_trained_model_folder(str(model_folder), (0,))
