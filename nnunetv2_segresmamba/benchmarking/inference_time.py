@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .. import nnunet_paths
 from ..nnunet_cli import nnunet_command
+from ..nnunet_paths import validation_cases
+from .measure import device_name
 
 FILE_NAME = "inference_time.json"
 MEASURED = ("wall time of one nnUNetv2_predict process over the fold's validation cases: process start-up, "
@@ -48,34 +52,6 @@ def write_inference_time(fold_folder: Path, runs: list[dict[str, Any]], command:
     path = Path(fold_folder) / FILE_NAME
     path.write_text(json.dumps(inference_record(runs, command), indent=1) + "\n")
     return path
-
-
-def device_name(torch_device: str) -> str:
-    """The GPU's name for ``cuda``, else the CPU model and its thread count."""
-    if torch_device == "cuda":
-        import torch
-
-        return torch.cuda.get_device_name()
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # not Linux
-        pass
-    return f"{model or platform.processor() or 'CPU'} ({os.cpu_count()} threads)"
-
-
-def validation_cases(preprocessed_dataset: Path, fold: int) -> list[str]:
-    """The fold's validation case identifiers from nnU-Net's ``splits_final.json``."""
-    splits_file = Path(preprocessed_dataset) / "splits_final.json"
-    if not splits_file.is_file():
-        raise FileNotFoundError(f"{splits_file} does not exist: train the fold first (nnUNetv2_train makes it)")
-    splits = json.loads(splits_file.read_text())
-    if fold >= len(splits):
-        raise ValueError(f"{splits_file} has {len(splits)} folds; fold {fold} is not one of them")
-    return sorted(splits[fold]["val"])
 
 
 def copy_case_images(raw_dataset: Path, cases: list[str], destination: Path) -> int:
@@ -113,7 +89,7 @@ def time_fold_inference(dataset: str, trainer: str, fold: int, devices: list[str
         raise RuntimeError(f"set {', '.join(missing)} (nnU-Net's folders) first")
     name = maybe_convert_to_dataset_name(dataset)
     raw = Path(env["nnUNet_raw"]) / name
-    fold_folder = Path(env["nnUNet_results"]) / name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
+    fold_folder = nnunet_paths.fold_folder(env["nnUNet_results"], name, trainer, plans, configuration, fold)
     if not (fold_folder / "checkpoint_final.pth").is_file():
         raise FileNotFoundError(f"{fold_folder / 'checkpoint_final.pth'} does not exist: train fold {fold} first")
     cases = validation_cases(Path(env["nnUNet_preprocessed"]) / name, fold)
@@ -139,7 +115,7 @@ def time_fold_inference(dataset: str, trainer: str, fold: int, devices: list[str
             subprocess.run([nnunet_command("nnUNetv2_evaluate_folder"), str(raw / "labelsTr"), str(prediction),
                             "-djfile", str(prediction / "dataset.json"), "-pfile", str(prediction / "plans.json"),
                             "--chill"], env=env, check=True, stdout=subprocess.DEVNULL)
-            runs.append({"device": device_name(torch_device), "torch_device": torch_device, "cases": predicted,
+            runs.append({"device": device_name(torch.device(torch_device)), "torch_device": torch_device, "cases": predicted,
                          "seconds": round(seconds, 2), "tta": tta,
                          "mean_dice": _mean_dice(prediction / "summary.json")})
             write_inference_time(fold_folder, runs, command)
