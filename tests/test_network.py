@@ -14,9 +14,9 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
+from nnunetv2_segresmamba.benchmarking.complexity import count_macs, count_parameters
 from nnunetv2_segresmamba.network import (PatchTooSmallError, SegResMamba, SegResMambaConfig, TriOrientedMamba,
                                           UnsupportedConfigurationError, config_from_patch_and_strides)
-from nnunetv2_segresmamba.network.complexity import count_macs, count_parameters
 from nnunetv2_segresmamba.network.encoder_blocks import ConvMambaMixedBlock, SegMambaStage
 from nnunetv2_segresmamba.network.from_plans import strides_from_plan
 

@@ -67,6 +67,25 @@ def copy_case_images(raw_dataset: Path, cases: list[str], destination: Path) -> 
     return copied
 
 
+def predict_command(images: Path, output: Path, dataset: str, trainer: str, fold: int, torch_device: str, tta: bool,
+                    *options: str, plans: str = "nnUNetPlans", configuration: str = "3d_fullres") -> list[str]:
+    """``nnUNetv2_predict`` of fold ``fold`` of ``trainer`` for the images in ``images``."""
+    command = [nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(output), "-d", dataset,
+               "-c", configuration, "-p", plans, "-tr", trainer, "-f", str(fold), "-device", torch_device, *options]
+    return command if tta else command + ["--disable_tta"]
+
+
+def timed_predict(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one whole ``nnUNetv2_predict`` process (what a user waits for); its output is kept from
+    the console, which would time the terminal too, and shown only if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds
+
+
 def _mean_dice(summary_file: Path) -> float | None:
     try:
         return json.loads(summary_file.read_text())["foreground_mean"]["Dice"]
@@ -102,20 +121,17 @@ def time_fold_inference(dataset: str, trainer: str, fold: int, devices: list[str
         copy_case_images(raw, cases, images)
         for torch_device in devices:
             prediction = Path(work) / f"prediction_{torch_device}"
-            predict = [nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(prediction), "-d", name,
-                       "-c", configuration, "-p", plans, "-tr", trainer, "-f", str(fold), "-device", torch_device]
-            if not tta:
-                predict.append("--disable_tta")
+            predict = predict_command(images, prediction, name, trainer, fold, torch_device, tta, plans=plans,
+                                      configuration=configuration)
             print(f"[inference] {trainer} fold {fold}: {len(cases)} cases on {torch_device}", flush=True)
-            start = time.perf_counter()
-            subprocess.run(predict, env=env, check=True)
-            seconds = time.perf_counter() - start
+            seconds = timed_predict(predict, env)
             ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
             predicted = len(list(prediction.glob(f"*{ending}")))
             subprocess.run([nnunet_command("nnUNetv2_evaluate_folder"), str(raw / "labelsTr"), str(prediction),
                             "-djfile", str(prediction / "dataset.json"), "-pfile", str(prediction / "plans.json"),
                             "--chill"], env=env, check=True, stdout=subprocess.DEVNULL)
-            runs.append({"device": device_name(torch.device(torch_device)), "torch_device": torch_device, "cases": predicted,
+            runs.append({"device": device_name(torch.device(torch_device)), "torch_device": torch_device,
+                         "cases": predicted,
                          "seconds": round(seconds, 2), "tta": tta,
                          "mean_dice": _mean_dice(prediction / "summary.json")})
             write_inference_time(fold_folder, runs, command)

@@ -145,7 +145,7 @@ def network_figures(trainer: str, plans: dict, dataset_json: dict, configuration
     numbers when the trainer cannot be found or built."""
     import nnunetv2_segresmamba_ext
 
-    from ..network.complexity import count_macs, count_parameters
+    from ..benchmarking.complexity import count_macs, count_parameters
 
     nnunetv2_segresmamba_ext.register()  # as the .pth hook does at start-up; editable installs lack the hook
     try:
