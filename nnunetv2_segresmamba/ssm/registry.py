@@ -56,17 +56,17 @@ class ScanBackend:
     # None when the backend can run on this machine, else why not and what to do.
     unavailable_reason: Callable[[], str | None]
     needs_cuda: bool
-    description: str
 
 
 REGISTRY: dict[str, ScanBackend] = {backend.name: backend for backend in (
-    ScanBackend("triton", functools.partial(registered_scan, "triton"), triton_unavailable, True,
-                "Triton kernels, any CUDA GPU, no build step"),
-    ScanBackend("cuda", functools.partial(registered_scan, "cuda"), mamba_ssm_unavailable, True,
-                "mamba-ssm's CUDA kernels"),
-    ScanBackend("torch", selective_scan_torch, _runs_anywhere, False, "pure PyTorch, any device"),
-    ScanBackend("reference", selective_scan_reference, _runs_anywhere, False,
-                "the float64-checkable loop, for tests and debugging only: very slow"),
+    # Triton kernels: any CUDA GPU, no build step.
+    ScanBackend("triton", functools.partial(registered_scan, "triton"), triton_unavailable, needs_cuda=True),
+    # mamba-ssm's fused CUDA kernels, where mamba-ssm is built for this GPU.
+    ScanBackend("cuda", functools.partial(registered_scan, "cuda"), mamba_ssm_unavailable, needs_cuda=True),
+    # Pure PyTorch: any device.
+    ScanBackend("torch", selective_scan_torch, _runs_anywhere, needs_cuda=False),
+    # The float64-checkable loop, for tests and debugging only: very slow.
+    ScanBackend("reference", selective_scan_reference, _runs_anywhere, needs_cuda=False),
 )}
 BACKENDS = (AUTO, *REGISTRY)
 GPU_BACKENDS = tuple(name for name, backend in REGISTRY.items() if backend.needs_cuda)
