@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from nnunetv2_segresmamba.baselines import NETWORKS
+from nnunetv2_segresmamba.benchmarking.baselines import NETWORKS
 from nnunetv2_segresmamba.benchmarking import networks, tom
 from nnunetv2_segresmamba.benchmarking.measure import device_name
 from nnunetv2_segresmamba.benchmarking.report import add_ratios, plot_networks, write_report

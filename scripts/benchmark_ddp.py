@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nnunetv2_segresmamba.baselines import nnunet_topology, segresmamba
+from nnunetv2_segresmamba.benchmarking.baselines import nnunet_topology, segresmamba
 from nnunetv2_segresmamba.benchmarking.measure import device_name, timed, training_step
 from nnunetv2_segresmamba.benchmarking.report import markdown_table
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from nnunetv2_segresmamba.baselines import NETWORKS, nnunet_topology
+from nnunetv2_segresmamba.benchmarking.baselines import NETWORKS, nnunet_topology
 from nnunetv2_segresmamba.benchmarking.measure import device_name, synchronize, training_step
 from nnunetv2_segresmamba.benchmarking.report import markdown_table
-from nnunetv2_segresmamba.network.complexity import SavedForBackward, bytes_saved_for_backward
+from nnunetv2_segresmamba.benchmarking.complexity import SavedForBackward, bytes_saved_for_backward
 
 
 CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict)

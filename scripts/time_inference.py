@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunetv2_segresmamba.comparison.inference_time import time_fold_inference  # noqa: E402
+from nnunetv2_segresmamba.benchmarking.inference_time import time_fold_inference  # noqa: E402
 
 
 def main() -> None:

@@ -34,3 +34,20 @@ def test_networks_run_always_measures_its_baseline(monkeypatch):
     assert by_name[("PlainConvUNet", "none")]["train_step_ms_ratio"] == 1.0
     assert by_name[("SegResMamba", "default")]["train_step_ms_ratio"] == pytest.approx(
         by_name[("SegResMamba", "default")]["train_step_ms"] / by_name[("PlainConvUNet", "none")]["train_step_ms"])
+
+
+@pytest.mark.parametrize("ddp", [False, True])
+def test_the_benchmark_loss_weights_the_outputs_as_nnunet_does(ddp):
+    import torch
+    import torch.nn.functional as F
+
+    from nnunetv2_segresmamba.benchmarking.measure import deep_supervision_loss
+    torch.manual_seed(0)
+    outputs = [torch.randn(2, 3, 8, 8, 8), torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 2, 2, 2)]
+    target = torch.randint(0, 3, (2, 8, 8, 8))
+    per_output = [F.cross_entropy(out, F.interpolate(target[:, None].float(), size=out.shape[2:])[:, 0].long())
+                  for out in outputs]
+    lowest = 1e-6 if ddp else 0.0  # nnU-Net's weight of the coarsest output (DDP needs a gradient there)
+    expected = (per_output[0] + per_output[1] / 2 + lowest * per_output[2]) / (1 + 1 / 2 + lowest)
+    assert deep_supervision_loss(outputs, target, ddp=ddp).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert deep_supervision_loss(outputs[0], target).item() == pytest.approx(per_output[0].item(), rel=1e-6)

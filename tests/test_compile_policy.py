@@ -14,26 +14,44 @@ from nnunetv2_segresmamba import ssm
 PLANS = Path(__file__).parent / "data" / "hippocampus_plans.json"
 
 
-def test_segresmamba_trainer_compiles_as_nnunet_does_on_a_registered_kernel(monkeypatch):
+def trainer_on(device: str, monkeypatch, backend: str | None = None):
+    """A real trainer set up for ``device`` (nothing runs on it), its scan backend from the environment."""
     from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba
-    trainer = object.__new__(nnUNetTrainerSegResMamba)  # only the compile decision is under test
-    trainer.device = torch.device("cuda")
+    if backend is None:
+        monkeypatch.delenv(ssm.BACKEND_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ssm.BACKEND_ENV, backend)
+    plans = json.loads(PLANS.read_text())
+    plans["continue_training"] = False  # nnU-Net's run_training adds this key
+    dataset = json.loads((PLANS.parent / "hippocampus_dataset.json").read_text())
+    trainer = nnUNetTrainerSegResMamba(plans, "3d_fullres", 0, dataset, torch.device(device))
     logged = []
     trainer.print_to_log_file = lambda *args, **kwargs: logged.append(" ".join(map(str, args)))
-    monkeypatch.setattr(ssm, "resolve_backend", lambda device: "cuda")
+    return trainer, logged
+
+
+def test_segresmamba_trainer_compiles_as_nnunet_does_on_a_registered_kernel(monkeypatch, tmp_path):
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, as far as the set-up sees
+    monkeypatch.setattr(ssm.registry, "unavailable_reason", lambda backend: None)  # both GPU kernels import
     monkeypatch.delenv("nnUNet_compile", raising=False)
-    assert trainer._do_i_compile()  # nnU-Net's default: compile on a GPU
+    trainer, _ = trainer_on("cuda", monkeypatch)
+    assert trainer._do_i_compile()  # nnU-Net's default: compile on a GPU; "auto" takes a registered kernel
     monkeypatch.setenv("nnUNet_compile", "true")
     assert trainer._do_i_compile()
-    monkeypatch.setattr(ssm, "resolve_backend", lambda device: "torch")
-    assert not trainer._do_i_compile()
-    assert any("torch backend" in line for line in logged)
-    monkeypatch.setattr(ssm, "resolve_backend", lambda device: "triton")
     monkeypatch.setenv("nnUNet_compile", "false")
     assert not trainer._do_i_compile()
-    trainer.device = torch.device("cpu")
-    monkeypatch.delenv("nnUNet_compile", raising=False)
-    assert not trainer._do_i_compile()  # nnU-Net never compiles on a CPU
+    monkeypatch.delenv("nnUNet_compile")
+    # the network's configuration names the backend: the PyTorch scan never compiles, even on a GPU
+    torch_trainer, logged = trainer_on("cuda", monkeypatch, backend="torch")
+    assert torch_trainer.network_config.scan_backend == "torch"
+    assert not torch_trainer._do_i_compile()
+    assert any("torch backend" in line for line in logged)
+    triton_trainer, _ = trainer_on("cuda", monkeypatch, backend="triton")
+    assert triton_trainer._do_i_compile()
+    cpu_trainer, _ = trainer_on("cpu", monkeypatch)
+    assert not cpu_trainer._do_i_compile()  # nnU-Net never compiles on a CPU
 
 
 def test_building_the_network_turns_inductors_padding_off(monkeypatch):

@@ -2,20 +2,15 @@
 compiled, marks every training and validation step as a new one for the graphs, and runs the final validation on
 the uncompiled network. Whether the graphs are fast is measured in docs/benchmarks.md, not here."""
 
-import copy
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from test_trainer import make_trainer, nnunet_folders  # noqa: F401  (a fixture)
 
 from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba, nnUNetTrainerSegResMambaCudaGraphs
 from nnunetv2_segresmamba.training.wrapped import is_compiled, unwrap
-
-DATA = Path(__file__).parent / "data"
-PLANS = json.loads((DATA / "hippocampus_plans.json").read_text())
-DATASET = json.loads((DATA / "hippocampus_dataset.json").read_text())
 
 
 class SmallCudaGraphs(nnUNetTrainerSegResMambaCudaGraphs):
@@ -23,16 +18,8 @@ class SmallCudaGraphs(nnUNetTrainerSegResMambaCudaGraphs):
 
 
 @pytest.fixture
-def trainer(tmp_path, monkeypatch):
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.setenv(name, str(tmp_path / name))
-    preprocessed = tmp_path / "nnUNet_preprocessed" / PLANS["dataset_name"] / "nnUNetPlans_3d_fullres"
-    preprocessed.mkdir(parents=True)
-    (preprocessed / "case.b2nd").touch()  # initialize() infers the dataset class from the file endings
-    plans = copy.deepcopy(PLANS)
-    plans["configurations"]["3d_fullres"]["patch_size"] = [16, 24, 16]
-    plans["continue_training"] = False  # nnU-Net's run_training adds this key
-    return SmallCudaGraphs(plans, "3d_fullres", 0, copy.deepcopy(DATASET), torch.device("cpu"))
+def trainer(nnunet_folders):  # noqa: F811
+    return make_trainer(SmallCudaGraphs)
 
 
 @pytest.fixture

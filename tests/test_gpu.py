@@ -4,7 +4,6 @@ on both backends, and fp16 training without NaNs. Skipped, with the reason, with
 import pytest
 import torch
 
-from nnunetv2_segresmamba import ssm
 from nnunetv2_segresmamba.network import SegResMamba, TriOrientedMamba, config_from_patch_and_strides
 from nnunetv2_segresmamba.ssm import mamba_ssm_available, selective_scan_cuda, selective_scan_reference, selective_scan_torch
 
@@ -57,7 +56,7 @@ def test_tom_is_the_same_function_on_both_backends(monkeypatch, dtype):
     x = torch.randn(2, 48, 12, 10, 14, device=DEVICE, requires_grad=True)
 
     def run(backend):
-        monkeypatch.setenv(ssm.BACKEND_ENV, backend)
+        tom.scan_backend = backend
         tom.zero_grad()
         x.grad = None
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
@@ -82,15 +81,16 @@ def test_one_state_dict_gives_the_same_logits_on_gpu_and_cpu(monkeypatch):
     gpu_net = SegResMamba(config).to(DEVICE).eval()
     cpu_net = SegResMamba(config).eval()
     cpu_net.load_state_dict({k: v.cpu() for k, v in gpu_net.state_dict().items()}, strict=True)
+    # The same weights on the GPU with the PyTorch scan: the backend is part of the configuration, not the weights.
+    gpu_torch_net = SegResMamba(config.with_(scan_backend="torch")).to(DEVICE).eval()
+    gpu_torch_net.load_state_dict(gpu_net.state_dict(), strict=True)
     x = torch.randn(1, 1, 40, 56, 40)
-    monkeypatch.setenv(ssm.BACKEND_ENV, "auto")
     with torch.no_grad():
         cpu_logits = cpu_net(x)  # torch backend, fp32
         gpu_fp32 = gpu_net(x.to(DEVICE)).cpu()  # CUDA backend, fp32
         with torch.autocast("cuda", dtype=torch.float16):
             gpu_fp16 = gpu_net(x.to(DEVICE)).float().cpu()
-            monkeypatch.setenv(ssm.BACKEND_ENV, "torch")
-            gpu_fp16_torch = gpu_net(x.to(DEVICE)).float().cpu()
+            gpu_fp16_torch = gpu_torch_net(x.to(DEVICE)).float().cpu()
     assert rel(gpu_fp32, cpu_logits) < 1e-4
     # Under fp16 autocast both backends are an fp16 rounding away from the fp32 logits, and from each other.
     fp16_error = max(rel(gpu_fp16, cpu_logits), rel(gpu_fp16_torch, cpu_logits))

@@ -23,7 +23,7 @@ def rel(a, b):
 
 
 def backends_present():
-    return [b for b in ssm.GPU_BACKENDS if ssm._unavailable_reason(b) is None]
+    return [b for b in ssm.GPU_BACKENDS if ssm.available(b)]
 
 
 BACKENDS = backends_present() or [pytest.param("none", marks=pytest.mark.skip(reason="neither Triton nor mamba-ssm "

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from nnunetv2_segresmamba.comparison import collect_fold
-from nnunetv2_segresmamba.comparison.inference_time import (copy_case_images, inference_record, validation_cases,
-                                                            write_inference_time)
+from nnunetv2_segresmamba.benchmarking.inference_time import copy_case_images, inference_record, write_inference_time
+from nnunetv2_segresmamba.nnunet_paths import validation_cases
 
 RUNS = [{"device": "NVIDIA H100 80GB HBM3", "torch_device": "cuda", "cases": 40, "seconds": 47.3, "tta": False},
         {"device": "Some CPU (16 threads)", "torch_device": "cpu", "cases": 40, "seconds": 95.0, "tta": False}]

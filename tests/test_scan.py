@@ -1,9 +1,13 @@
 """The pure-PyTorch selective scan against the float64 loop, and the backend choice."""
 
+import inspect
+from dataclasses import replace
+
 import pytest
 import torch
 
 from nnunetv2_segresmamba import ssm
+from nnunetv2_segresmamba.ssm import kernels
 from nnunetv2_segresmamba.ssm import (ScanBackendError, resolve_backend, selective_scan_reference,
                                       selective_scan_torch)
 
@@ -81,8 +85,7 @@ def test_backend_choice(monkeypatch):
 
 def test_forcing_cuda_without_mamba_ssm_says_how_to_install(monkeypatch):
     monkeypatch.setenv(ssm.BACKEND_ENV, "cuda")
-    monkeypatch.setattr(ssm, "mamba_ssm_available", lambda: False)
-    monkeypatch.setattr(ssm, "mamba_ssm_import_error", lambda: "ModuleNotFoundError: No module named 'mamba_ssm'")
+    monkeypatch.setattr(kernels, "mamba_ssm_import_error", lambda: "ModuleNotFoundError: No module named 'mamba_ssm'")
     with pytest.raises(ScanBackendError, match=r"nnunetv2-segresmamba-install build-mamba"):
         resolve_backend(torch.device("cuda"))
 
@@ -93,3 +96,32 @@ def test_package_imports_without_mamba_ssm():
     code = ("import sys, nnunetv2_segresmamba.network, nnunetv2_segresmamba.ssm; "
             "assert 'mamba_ssm' not in sys.modules, 'mamba_ssm imported at module load'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_registered_backend_takes_the_one_scan_signature():
+    """A backend whose parameters drift from ssm.SelectiveScan (a renamed, reordered or re-defaulted argument)
+    would silently take the wrong tensors from the network's keyword call."""
+    expected = list(inspect.signature(ssm.SelectiveScan.__call__).parameters.values())[1:]  # without self
+    for name, backend in ssm.REGISTRY.items():
+        parameters = list(inspect.signature(backend.scan).parameters.values())[:len(expected)]
+        assert [(p.name, p.default) for p in parameters] == [(p.name, p.default) for p in expected], name
+
+
+def test_the_network_configuration_names_the_backend_and_defaults_to_the_environment(monkeypatch):
+    from nnunetv2_segresmamba.network import SegResMambaConfig, TriOrientedMamba
+    monkeypatch.setenv(ssm.BACKEND_ENV, "Reference")
+    assert SegResMambaConfig().scan_backend == "reference"
+    monkeypatch.setenv(ssm.BACKEND_ENV, "bogus")
+    with pytest.raises(ScanBackendError, match="bogus"):
+        SegResMambaConfig()
+    assert SegResMambaConfig(scan_backend="torch").scan_backend == "torch"  # the variable is not read then
+    calls = []
+
+    def recording_scan(*args, **kwargs):
+        calls.append(kwargs)
+        return selective_scan_torch(*args, **kwargs)
+
+    monkeypatch.setitem(ssm.REGISTRY, "reference", replace(ssm.REGISTRY["reference"], scan=recording_scan))
+    tom = TriOrientedMamba(4, scan_backend="reference")
+    tom(torch.randn(1, 4, 2, 3, 2))
+    assert len(calls) == 1 and calls[0]["delta_softplus"] is True

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunetv2_segresmamba.network.complexity import bytes_saved_for_backward
+from nnunetv2_segresmamba.benchmarking.complexity import bytes_saved_for_backward
 from nnunetv2_segresmamba.network.tom import SCAN_ORDERS, TriOrientedMamba, from_scan_order, to_scan_order
 from nnunetv2_segresmamba.ssm import selective_scan_reference
 

@@ -17,14 +17,17 @@ import torch.nn as nn
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.run.run_training import maybe_load_checkpoint
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_segresmamba import ssm, training
 from nnunetv2_segresmamba.network import UnsupportedConfigurationError
 from nnunetv2_segresmamba.ssm import BACKEND_ENV, ScanBackendError
-from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba, nnUNetTrainerSegResMamba_noAMP
+from nnunetv2_segresmamba.training import (NonFiniteLossError, nnUNetTrainerSegResMamba,
+                                           nnUNetTrainerSegResMamba_noAMP)
 from nnunetv2_segresmamba.training.device_checks import DeviceUnavailableError
-from nnunetv2_segresmamba.training.resilience import CheckpointWriteError, UnusableCheckpointError
+from nnunetv2_segresmamba.training.resilience import (CheckpointWriteError, ResilientTrainingMixin,
+                                                      UnusableCheckpointError)
 
 DATA = Path(__file__).parent / "data"
 PLANS = json.loads((DATA / "hippocampus_plans.json").read_text())
@@ -151,6 +154,69 @@ def test_train_loss_averages_the_steps_that_were_not_skipped(nnunet_folders):
     trainer.current_epoch = 1
     trainer.on_train_epoch_end([{"loss": np.array(np.inf)}])  # every step skipped: NaN, not a number
     assert math.isnan(trainer.logger.get_value("train_losses", step=-1))
+
+
+# --- non-finite losses --------------------------------------------------------------------------------------
+
+class DefaultNetworkResilientTrainer(ResilientTrainingMixin, nnUNetTrainer):
+    """The resilience mixins on nnU-Net's own trainer and network."""
+
+
+def nan_loss(output, target) -> torch.Tensor:
+    return torch.tensor(float("nan"))
+
+
+def weights_of(trainer) -> dict:
+    return {name: value.clone() for name, value in trainer.network.state_dict().items()}
+
+
+@pytest.mark.parametrize("cls", [SmallTrainer, DefaultNetworkResilientTrainer])
+def test_a_nan_loss_skips_its_step_and_the_next_finite_one_trains(nnunet_folders, cls):
+    trainer = make_trainer(cls)
+    trainer.initialize()
+    batch, loss = batch_for(trainer), trainer.loss
+    before = weights_of(trainer)
+    trainer.loss = nan_loss
+    assert np.isnan(trainer.train_step(batch)["loss"])
+    assert all(torch.equal(before[name], value) for name, value in trainer.network.state_dict().items())
+    assert "training loss nan in epoch 0; step skipped (1 in a row" in Path(trainer.log_file).read_text()
+    trainer.loss = loss
+    assert np.isfinite(trainer.train_step(batch)["loss"])
+    assert trainer.nonfinite_guard.consecutive == 0
+    assert not all(torch.equal(before[name], value) for name, value in trainer.network.state_dict().items())
+    # a validation step is not guarded: its NaN loss is nnU-Net's to report
+    trainer.loss = nan_loss
+    assert np.isnan(trainer.validation_step(batch)["loss"]) and trainer.nonfinite_guard.consecutive == 0
+
+
+def test_nan_losses_in_a_row_stop_with_advice_and_the_last_good_weights(nnunet_folders):
+    trainer = make_trainer()
+    trainer.initialize()
+    trainer.current_epoch = 7
+    trainer.loss = nan_loss
+    batch = batch_for(trainer)
+    for _ in range(trainer.nonfinite_loss_patience - 1):
+        trainer.train_step(batch)
+    with pytest.raises(NonFiniteLossError) as error:
+        trainer.train_step(batch)
+    message = str(error.value)
+    assert "epoch 7" in message and "-tr nnUNetTrainerSegResMamba_noAMP" in message and "--c" in message
+    assert latest_epoch(trainer) == 7  # --c repeats epoch 7
+    assert trainer.current_epoch == 7
+
+
+def test_no_checkpoint_is_written_from_broken_weights(nnunet_folders):
+    trainer = make_trainer()
+    trainer.initialize()
+    with torch.no_grad():
+        next(trainer.network.parameters()).fill_(float("nan"))
+    trainer.loss = nan_loss
+    batch = batch_for(trainer)
+    for _ in range(trainer.nonfinite_loss_patience - 1):
+        trainer.train_step(batch)
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
+        trainer.train_step(batch)
+    assert latest_epoch(trainer) is None
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------
@@ -378,7 +444,7 @@ def test_the_predictor_checks_the_scan_backend_against_its_own_device(model_fold
     torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainerSegResMamba",
                 "init_args": {"configuration": "3d_fullres"}}, model_folder / "fold_0" / "checkpoint_final.pth")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(ssm, "_unavailable_reason", lambda backend: None)  # both GPU kernels import, as on a GPU
+    monkeypatch.setattr(ssm.registry, "unavailable_reason", lambda backend: None)  # both GPU kernels import, as on a GPU
     monkeypatch.setenv(BACKEND_ENV, "triton")
     with pytest.raises(ScanBackendError, match="tensors are on cpu"):
         nnUNetPredictor(device=torch.device("cpu")).initialize_from_trained_model_folder(str(model_folder), (0,))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nnunetv2_segresmamba import ssm
-from nnunetv2_segresmamba.ssm import selective_scan_reference, selective_scan_torch, selective_scan_triton
+from nnunetv2_segresmamba.ssm import registry, selective_scan_reference, selective_scan_torch, selective_scan_triton
 
 pytestmark = pytest.mark.skipif(not ssm.triton_available(), reason=f"Triton: {ssm.triton_import_error()}")
 ON_GPU = torch.cuda.is_available()
@@ -99,7 +99,7 @@ def test_registered_operator_passes_opcheck():
 def test_tom_compiles_without_graph_break_and_matches_eager(monkeypatch):
     from nnunetv2_segresmamba.network import TriOrientedMamba
     # Forced onto the Triton kernels (on a CPU: interpreted) whatever the device.
-    monkeypatch.setattr(ssm, "_backend_for", lambda device_type: "triton")
+    monkeypatch.setattr(registry, "_backend_for", lambda choice, device_type: "triton")
     torch.manual_seed(0)
     tom = TriOrientedMamba(8).to(DEVICE)
     x = torch.randn(2, 8, 3, 4, 5, device=DEVICE, requires_grad=True)
@@ -120,10 +120,10 @@ def test_one_state_dict_gives_the_same_tom_on_triton_and_torch(monkeypatch):
     torch.manual_seed(0)
     tom = TriOrientedMamba(8).to(DEVICE)
     x = torch.randn(1, 8, 4, 3, 5, device=DEVICE)
-    monkeypatch.setattr(ssm, "_backend_for", lambda device_type: "triton")
+    monkeypatch.setattr(registry, "_backend_for", lambda choice, device_type: "triton")
     with torch.no_grad():
         on_triton = tom(x)
-    monkeypatch.setattr(ssm, "_backend_for", lambda device_type: "torch")
+    monkeypatch.setattr(registry, "_backend_for", lambda choice, device_type: "torch")
     with torch.no_grad():
         on_torch = tom(x)
     assert rel(on_triton, on_torch) < 1e-5

@@ -5,16 +5,31 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:
+    """What ran a measurement: the GPU's name, else the CPU model and the threads PyTorch uses."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({_cpu_model()}, {torch.get_num_threads()} threads)"
 
 
 def synchronize(device: torch.device) -> None:
@@ -55,21 +70,18 @@ def steady_state_peak(fn: Callable[[], object], device: torch.device, steps: int
 
 
 def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> torch.Tensor:
-    """CE over each output against the target resized to it, weighted 1, 1/2, 1/4, ... as nnU-Net does.
+    """nnU-Net's deep-supervision loss (its DeepSupervisionWrapper and weights 1, 1/2, 1/4, ... normalised) over
+    nnU-Net's cross-entropy, each output against the target resized to it.
 
     nnU-Net zeroes the lowest-resolution output's weight; under DDP it uses 1e-6 instead, because
     DistributedDataParallel fails on parameters (that head) that get no gradient.
     """
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    weights = [0.5 ** i for i in range(len(outputs))]
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    weights = np.array([1 / 2 ** i for i in range(len(outputs))])
     if len(weights) > 1:
         weights[-1] = 1e-6 if ddp else 0.0
-    total = 0.0
-    for out, weight in zip(outputs, weights):
-        if weight:
-            small = F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest")[:, 0].long()
-            total = total + weight * F.cross_entropy(out.float(), small)
-    return total / sum(weights)
+    targets = [F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest") for out in outputs]
+    return DeepSupervisionWrapper(RobustCrossEntropyLoss(), weights / weights.sum())(outputs, targets)
 
 
 def training_step(net: torch.nn.Module, patch_size, classes: int, batch: int, device: torch.device,

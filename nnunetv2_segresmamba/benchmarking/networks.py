@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..baselines import NETWORKS, nnunet_topology
 from ..network import SegResMamba
 from ..network.compile_settings import apply_inductor_settings
-from ..network.complexity import bytes_saved_for_backward, count_macs, count_parameters
-from .report import add_ratios
+from .baselines import NETWORKS, nnunet_topology
+from .complexity import bytes_saved_for_backward, count_macs, count_parameters
 from .measure import set_deep_supervision, steady_state_peak, timed, training_step
+from .report import add_ratios
 
 BASELINE = "PlainConvUNet"
 # "none": eager. "default": torch.compile(net), exactly as nnU-Net compiles its networks. The others are

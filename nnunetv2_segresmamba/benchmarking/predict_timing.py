@@ -5,7 +5,8 @@ Used by ``scripts/benchmark.py predict``. What is timed is what a user waits for
 nnU-Net's mirroring test-time augmentation, the median of ``repeats`` runs.
 
 The checkpoints are nnU-Net's own, written by each trainer's ``initialize()`` + ``save_checkpoint()`` with
-random weights: inference cost does not depend on the weights' values, and no training is needed first.
+random weights (``untrained_checkpoint.py``): inference cost does not depend on the weights' values, and no
+training is needed first. The timing itself is ``inference_time.timed_predict``, as for trained folds.
 The bundled demo dataset (real cases of MSD Task04 Hippocampus) is planned with nnU-Net's default planner.
 """
 
@@ -17,39 +18,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from nnunetv2_segresmamba.demo.run_demo import DATASET_ID, DATASET_NAME, prepare_raw_data
-from nnunetv2_segresmamba.nnunet_cli import nnunet_command, nnunet_environment, run_nnunet
-
-# Runs in a child process: nnU-Net reads its folder variables when it is imported.
-_WRITE_UNTRAINED_CHECKPOINT = """
-import sys, torch
-from batchgenerators.utilities.file_and_folder_operations import join, save_json
-from nnunetv2.run.run_training import get_trainer_from_args
-trainer = get_trainer_from_args(sys.argv[1], "3d_fullres", 0, sys.argv[2], device=torch.device("cpu"))
-trainer.initialize()
-trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()  # sets the mirroring axes for TTA
-save_json(trainer.plans_manager.plans, join(trainer.output_folder_base, "plans.json"), sort_keys=False)
-save_json(trainer.dataset_json, join(trainer.output_folder_base, "dataset.json"), sort_keys=False)
-trainer.save_checkpoint(join(trainer.output_folder, "checkpoint_final.pth"))
-"""
-
-
-def _timed_predict(env: dict[str, str], images: Path, out: Path, trainer: str, device: str, tta: bool) -> float:
-    shutil.rmtree(out, ignore_errors=True)
-    command = [nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(out), "-d", str(DATASET_ID),
-               "-c", "3d_fullres", "-f", "0", "-tr", trainer, "-device", device, "-npp", "1", "-nps", "1"]
-    if not tta:
-        command.append("--disable_tta")
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return seconds
-
+from ..demo.run_demo import DATASET_ID, DATASET_NAME, prepare_raw_data
+from ..nnunet_cli import nnunet_environment, run_nnunet
+from .inference_time import predict_command, timed_predict
 
 def time_predict(args, device) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="segresmamba_predict_timing_"))
@@ -69,12 +42,16 @@ def time_predict(args, device) -> list[dict]:
         patch = "x".join(map(str, plans["configurations"]["3d_fullres"]["patch_size"]))
         rows = []
         for trainer in args.trainers:
-            subprocess.run([sys.executable, "-c", _WRITE_UNTRAINED_CHECKPOINT, str(DATASET_ID), trainer], env=env,
-                           check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "nnunetv2_segresmamba.benchmarking.untrained_checkpoint",
+                            str(DATASET_ID), trainer], env=env, check=True, capture_output=True)
             for tta in (True, False):
                 print(f"[predict] {trainer} on {device.type}, TTA {'on' if tta else 'off'}", flush=True)
-                times = [_timed_predict(env, images, work / "prediction", trainer, device.type, tta)
-                         for _ in range(args.repeats)]
+                command = predict_command(images, work / "prediction", str(DATASET_ID), trainer, 0, device.type, tta,
+                                          "-npp", "1", "-nps", "1")
+                times = []
+                for _ in range(args.repeats):
+                    shutil.rmtree(work / "prediction", ignore_errors=True)
+                    times.append(timed_predict(command, env))
                 rows.append(dict(trainer=trainer, case=case.name.removesuffix("_0000.nii.gz"), patch=patch,
                                  tta="mirroring" if tta else "off", repeats=args.repeats,
                                  predict_s=statistics.median(times), min_s=min(times)))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .. import ssm
 from ..network import TriOrientedMamba
 from .measure import steady_state_peak, timed
 from .report import add_ratios
@@ -17,10 +14,9 @@ COLUMNS = ["tokens", "channels", "batch", "dtype", "backend", "fwd_bwd_ms", "fwd
 
 def measure_tom(side: int, channels: int, batch: int, backend: str, dtype: str, device: torch.device,
                 warmup: int, repeats: int) -> dict:
-    os.environ[ssm.BACKEND_ENV] = backend
     torch.manual_seed(0)
     param_dtype = torch.float64 if backend == "reference" else torch.float32
-    tom = TriOrientedMamba(channels).to(device=device, dtype=param_dtype)
+    tom = TriOrientedMamba(channels, scan_backend=backend).to(device=device, dtype=param_dtype)
     x = torch.randn(batch, channels, side, side, side, device=device, dtype=param_dtype, requires_grad=True)
     autocast = dict(device_type=device.type, dtype=torch.float16, enabled=dtype == "fp16")
 

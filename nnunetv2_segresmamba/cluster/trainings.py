@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..comparison import find_dataset_folder
 from ..nnunet_cli import nnunet_command
+from ..nnunet_paths import fold_folder
 
 # nnU-Net's cascade trains on 3d_lowres's predictions of each fold, so it cannot run beside 3d_lowres.
 CASCADE, CASCADE_INPUT = "3d_cascade_fullres", "3d_lowres"
@@ -37,7 +38,7 @@ class Training:
 
     def folder(self, results: Path, dataset_name: str) -> Path:
         """nnU-Net's output folder of this training under ``results`` (the nnUNet_results folder)."""
-        return results / dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}" / f"fold_{self.fold}"
+        return fold_folder(results, dataset_name, self.trainer, self.plans, self.configuration, self.fold)
 
     def label(self) -> str:
         return f"{self.trainer} {self.configuration} fold {self.fold}"

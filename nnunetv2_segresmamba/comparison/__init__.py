@@ -1,6 +1,6 @@
 """Side-by-side comparison of trainers on one dataset: ``collect`` reads what nnU-Net and our trainers
-wrote into an ``nnUNet_results`` tree, ``render`` writes the table, JSON and figure, and
-``inference_time`` times predictions and writes the one file of the comparison that nnU-Net does not."""
+wrote into an ``nnUNet_results`` tree, ``render`` writes the table, JSON and figure. The one file of the
+comparison that nnU-Net does not write, ``inference_time.json``, comes from ``benchmarking/inference_time.py``."""
 
 from .collect import (EXPECTED_FOLDS, collect, collect_fold, collect_trainer, epoch_times, find_dataset_folder,
                       label_names, network_figures)

@@ -3,7 +3,7 @@
 Reads ``<results>/<DatasetXXX_Name>/<Trainer>__<Plans>__<Config>/`` and, in each ``fold_<k>``:
 ``validation/summary.json`` (nnU-Net's evaluation of the fold's validation cases), ``training_log_*.txt``
 (the ``Epoch time`` lines), ``energy.json`` (written by our EnergyLoggingMixin), ``inference_time.json``
-(see ``inference_time.py``) and ``debug.json`` (the GPU name).
+(see ``benchmarking/inference_time.py``) and ``debug.json`` (the GPU name).
 Nothing is re-run except building each trainer's network once, on the CPU, to count its parameters and
 its forward MACs at the plan's patch size (batch 1; the MACs on the meta device, so no arithmetic).
 
@@ -24,6 +24,8 @@ import re
 import statistics
 from pathlib import Path
 from typing import Any
+
+from ..nnunet_paths import trainer_folder
 
 EXPECTED_FOLDS = (0, 1, 2, 3, 4)
 EPOCH_TIME = re.compile(r"Epoch time: ([0-9.]+) s")
@@ -143,7 +145,7 @@ def network_figures(trainer: str, plans: dict, dataset_json: dict, configuration
     numbers when the trainer cannot be found or built."""
     import nnunetv2_segresmamba_ext
 
-    from ..network.complexity import count_macs, count_parameters
+    from ..benchmarking.complexity import count_macs, count_parameters
 
     nnunetv2_segresmamba_ext.register()  # as the .pth hook does at start-up; editable installs lack the hook
     try:
@@ -176,7 +178,7 @@ def summed(folds: dict[int, dict], key: str) -> tuple[float | None, list[int]]:
 
 def collect_trainer(dataset_folder: Path, trainer: str, plans: str, configuration: str,
                     with_network: bool = True) -> dict[str, Any]:
-    folder = dataset_folder / f"{trainer}__{plans}__{configuration}"
+    folder = trainer_folder(dataset_folder.parent, dataset_folder.name, trainer, plans, configuration)
     row: dict[str, Any] = {"trainer": trainer, "folder": str(folder), "missing": []}
     missing = row["missing"]
     if not folder.is_dir():

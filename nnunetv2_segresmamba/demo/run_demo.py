@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..nnunet_cli import nnunet_environment, run_nnunet
+from ..nnunet_paths import validation_cases
 
 DATASET_ID = 990
 DATASET_NAME = "Dataset990_HippocampusDemo"
@@ -27,11 +28,6 @@ def prepare_raw_data(work_dir: Path) -> None:
     target = work_dir / "nnUNet_raw" / DATASET_NAME
     if not target.exists():
         shutil.copytree(DATA, target)
-
-
-def validation_cases(env: dict[str, str], fold: int) -> list[str]:
-    splits = json.loads((Path(env["nnUNet_preprocessed"]) / DATASET_NAME / "splits_final.json").read_text())
-    return sorted(splits[fold]["val"])
 
 
 def run_demo(argv: list[str] | None = None) -> dict:
@@ -56,7 +52,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
                    "--verify_dataset_integrity", "-np", "2", env=env)
     run_nnunet("nnUNetv2_train", DATASET_ID, "3d_fullres", args.fold, "-tr", args.trainer, "-device", device, env=env)
 
-    cases = validation_cases(env, args.fold)
+    cases = validation_cases(Path(env["nnUNet_preprocessed"]) / DATASET_NAME, args.fold)
     images = work_dir / "validation_images"
     shutil.rmtree(images, ignore_errors=True)
     images.mkdir()

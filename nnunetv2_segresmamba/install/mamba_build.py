@@ -230,19 +230,27 @@ def install_wheel(wheel: Path) -> None:
     check(run_pip("install", "--no-index", "--no-deps", "--force-reinstall", wheel), f"installing {wheel.name}")
 
 
+# The scan registry's own check of the ``cuda`` backend, in a fresh interpreter: a wheel installed by this
+# process is not seen by the imports this process has already tried.
+_CHECK_CUDA_BACKEND = ("import sys\n"
+                       "from nnunetv2_segresmamba.ssm.kernels import mamba_ssm_import_error\n"
+                       "sys.exit(mamba_ssm_import_error())")
+
+
 def _import_error(statement: str) -> str | None:
     result = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True)
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
 
 
-def kernels_import() -> str | None:
-    """None when mamba-ssm's compiled extension imports in a fresh interpreter, else its error's last line."""
-    return _import_error("import torch, selective_scan_cuda")
-
-
 def scan_import() -> str | None:
-    """None when the selective scan that SegResMamba calls imports (extension and Python dependencies)."""
-    return _import_error("from mamba_ssm.ops.selective_scan_interface import selective_scan_fn")
+    """None when the selective scan that SegResMamba calls imports in a fresh interpreter (the compiled
+    extension and mamba-ssm's Python side), else the error's last line."""
+    return _import_error(_CHECK_CUDA_BACKEND)
+
+
+def kernels_import() -> str | None:
+    """None when mamba-ssm's kernels need no (re)build: what :func:`scan_import` checks."""
+    return scan_import()
 
 
 def install_runtime_dependencies() -> None:

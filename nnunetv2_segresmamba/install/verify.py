@@ -85,21 +85,17 @@ def verify() -> Verification:
 
     import torch
 
-    from ..ssm import (mamba_ssm_import_error, resolve_backend, selective_scan_cuda, selective_scan_torch,
-                       selective_scan_triton, triton_available)
+    from ..ssm import REGISTRY, mamba_ssm_import_error, resolve_backend
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result.device = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     result.backend = resolve_backend(device)
-    if device.type == "cuda":
-        result.mamba_ssm_problem = mamba_ssm_import_error()
-        if result.mamba_ssm_problem is None:
-            result.scan_errors["cuda"] = scan_error(selective_scan_cuda, device)
-        if triton_available():
-            result.scan_errors["triton"] = scan_error(selective_scan_triton, device)
-    else:
-        result.mamba_ssm_problem = "no CUDA GPU visible"
-    result.scan_errors["torch"] = scan_error(selective_scan_torch, device)
+    result.mamba_ssm_problem = mamba_ssm_import_error() if device.type == "cuda" else "no CUDA GPU visible"
+    # Every registered backend that can run on this device, checked against the reference (but the reference).
+    for name, backend in REGISTRY.items():
+        if name != "reference" and (device.type == "cuda" or not backend.needs_cuda) \
+                and backend.unavailable_reason() is None:
+            result.scan_errors[name] = scan_error(backend.scan, device)
     return result
 
 

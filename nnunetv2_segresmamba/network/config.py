@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from ..ssm import requested_backend
 from .blocks import Triple
 
 ENCODER_BLOCKS = ("cmmb", "segmamba")
@@ -45,6 +46,10 @@ class SegResMambaConfig:
     # Encoder levels whose ToM layers recompute their activations in backward instead of storing them:
     # exact (same outputs and gradients), less training memory, more time. Level 0 holds the largest grid.
     recompute_tom_levels: tuple[int, ...] = ()
+    # The selective scan's backend (a name of ssm.BACKENDS; "auto" picks per device). Not part of the weights:
+    # one state_dict runs on every backend. The default is what SEGRESMAMBA_SCAN_BACKEND says when the
+    # configuration is made.
+    scan_backend: str = field(default_factory=requested_backend)
 
     def __post_init__(self) -> None:
         levels = len(self.widths)
@@ -55,6 +60,7 @@ class SegResMambaConfig:
         if any(level not in range(levels) for level in self.recompute_tom_levels):
             raise ValueError(f"recompute_tom_levels must be encoder levels 0..{levels - 1}, "
                              f"got {self.recompute_tom_levels}")
+        object.__setattr__(self, "scan_backend", requested_backend(self.scan_backend))  # checked, normalised
         if self.encoder_block not in ENCODER_BLOCKS:
             raise ValueError(f"encoder_block must be one of {ENCODER_BLOCKS}, got {self.encoder_block!r}")
         for stride in (self.stem_stride, *self.down_strides, *self.inner_strides):

@@ -3,19 +3,12 @@ trilinear upsampling, the skip added (not concatenated), and a pre-activation re
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from .blocks import PreActResBlock, Triple, plan_kernel
-
-# State-dict names before the class-dependent layers were gathered in ``seg_layers``: final -> 0,
-# ds_heads.i -> i + 1 (same parameter order, so optimizer states of old checkpoints match too).
-_OLD_SEG_LAYER_KEYS = ((re.compile(r"^final\."), lambda m: "seg_layers.0."),
-                       (re.compile(r"^ds_heads\.(\d+)\."), lambda m: f"seg_layers.{int(m.group(1)) + 1}."))
-
 
 class DecoderStage(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: Triple, plan_kernel_here: Triple = (3, 3, 3)):
@@ -53,7 +46,6 @@ class SegResNetDecoder(nn.Module):
             [nn.ConvTranspose3d(channels[-1], num_classes, final_stride, final_stride)]
             + [nn.Conv3d(c, num_classes, 1) for c in reversed(channels[1:])])
         self.deep_supervision = False
-        self._register_load_state_dict_pre_hook(self._rename_old_keys)
 
     @property
     def final(self) -> nn.ConvTranspose3d:
@@ -61,17 +53,9 @@ class SegResNetDecoder(nn.Module):
 
     @property
     def ds_heads(self) -> nn.ModuleList:
-        return nn.ModuleList(self.seg_layers[1:])
-
-    @staticmethod
-    def _rename_old_keys(state_dict, prefix, *args) -> None:
-        """Checkpoints written before ``seg_layers`` existed load unchanged (--c, the predictor)."""
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            local = key[len(prefix):]
-            for pattern, replacement in _OLD_SEG_LAYER_KEYS:
-                if pattern.match(local):
-                    state_dict[prefix + pattern.sub(replacement, local, count=1)] = state_dict.pop(key)
-                    break
+        """The deep-supervision heads, finest first (a view of ``seg_layers``, for set-up code such as freezing
+        them; forward indexes ``seg_layers`` itself)."""
+        return self.seg_layers[1:]
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         x = skips[0]
@@ -82,4 +66,4 @@ class SegResNetDecoder(nn.Module):
         logits = self.final(x)
         if not self.deep_supervision:
             return logits
-        return [logits] + [head(out) for head, out in zip(self.ds_heads, reversed(stage_outputs))]
+        return [logits] + [self.seg_layers[i](out) for i, out in enumerate(reversed(stage_outputs), start=1)]

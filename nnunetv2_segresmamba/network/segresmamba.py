@@ -19,7 +19,7 @@ class EncoderLevel(nn.Sequential):
     def __init__(self, config: SegResMambaConfig, level: int):
         width = config.widths[level]
         mamba = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand,
-                     recompute=level in config.recompute_tom_levels)
+                     recompute=level in config.recompute_tom_levels, scan_backend=config.scan_backend)
         layers: list[nn.Module] = []
         if level > 0:
             previous = config.widths[level - 1]

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..ssm import selective_scan
+from ..ssm import requested_backend, selective_scan
 
 SCAN_ORDERS = ("flat", "reversed", "interslice")
 
@@ -73,9 +73,12 @@ class ScanParameters(nn.Module):
 
 class TriOrientedMamba(nn.Module):
     def __init__(self, dim: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_rank: int | None = None, recompute: bool = False):
+                 dt_rank: int | None = None, recompute: bool = False, scan_backend: str | None = None):
         super().__init__()
         self.dim = dim
+        # The scan backend's name (ssm.BACKENDS); default: SEGRESMAMBA_SCAN_BACKEND. A plain attribute, not in
+        # the state_dict: the same weights run on every backend.
+        self.scan_backend = requested_backend(scan_backend)
         # Recompute this layer's activations during backward instead of keeping them from the forward
         # pass: the same gradients, less memory held across the rest of the network, one more forward.
         self.recompute = recompute
@@ -126,6 +129,7 @@ class TriOrientedMamba(nn.Module):
             D=self._stacked(lambda p: p.D),
             delta_bias=self._stacked(lambda p: p.dt_proj.bias),
             delta_softplus=True,
+            backend=self.scan_backend,
         ).view(batch, num_orders, self.d_inner, length)
 
         y = sum(from_scan_order(y[:, k], order, grid) for k, order in enumerate(SCAN_ORDERS))

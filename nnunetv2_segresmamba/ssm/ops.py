@@ -25,7 +25,7 @@ def _state_shape(kernel: str, u: Tensor, A: Tensor) -> tuple:
     batch, channels, length = u.shape
     d_state = A.shape[1]
     if kernel == "triton":
-        from .triton_scan import CHUNK
+        from .kernels.triton_scan import CHUNK
         return batch, -(-length // CHUNK), channels, d_state
     return batch, channels, -(-length // MAMBA_CHUNK), 2 * d_state
 
@@ -48,7 +48,7 @@ def scan_fwd(kernel: str, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     D = None if D is None else D.float().contiguous()
     delta_bias = None if delta_bias is None else delta_bias.float().contiguous()
     if kernel == "triton":
-        from .triton_scan import scan_forward
+        from .kernels.triton_scan import scan_forward
         return scan_forward(u.contiguous(), delta.contiguous(), A, B.contiguous(), C.contiguous(), D, delta_bias,
                             delta_softplus)
     u, delta, B, C = _io(u, delta, B, C)
@@ -71,7 +71,7 @@ def scan_bwd(kernel: str, dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Te
     D_ = None if D is None else D.float().contiguous()
     bias_ = None if delta_bias is None else delta_bias.float().contiguous()
     if kernel == "triton":
-        from .triton_scan import scan_backward
+        from .kernels.triton_scan import scan_backward
         grads = scan_backward(dy.contiguous(), u.contiguous(), delta.contiguous(), A, B.contiguous(), C.contiguous(),
                               D_, bias_, states, delta_softplus)
     else:

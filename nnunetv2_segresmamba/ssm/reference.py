@@ -7,27 +7,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 
-def selective_scan_reference(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = True,
-) -> torch.Tensor:
-    """Selective scan with the argument conventions of mamba-ssm's ``selective_scan_fn``.
-
-    u, delta: (batch, channels, length); A: (channels, d_state);
-    B, C: (batch, groups, d_state, length), channel c uses group c // (channels // groups);
-    D, delta_bias: (channels,). Computes in the dtype of ``u`` (call it with float64 inputs).
-
-        h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
-        y_t = <C_t, h_t> + D * u_t
-    """
+def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                             delta_bias: Tensor | None = None, delta_softplus: bool = True) -> Tensor:
+    """The selective scan of ``registry.SelectiveScan``, one token at a time, in the dtype of ``u`` (call it
+    with float64 inputs)."""
     batch, channels, length = u.shape
     groups = B.shape[1]
     if delta_bias is not None:

@@ -19,24 +19,18 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 
 def default_chunk_size(length: int) -> int:
     return int(min(256, max(8, round(math.sqrt(length)))))
 
 
-def selective_scan_torch(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = True,
-    chunk_size: int | None = None,
-) -> torch.Tensor:
-    """Same arguments and result as :func:`selective_scan_reference`; returns ``u``'s dtype."""
+def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                         delta_bias: Tensor | None = None, delta_softplus: bool = True,
+                         chunk_size: int | None = None) -> Tensor:
+    """The selective scan of ``registry.SelectiveScan`` (plus the chunk length, default about sqrt(length));
+    returns ``u``'s dtype."""
     out_dtype = u.dtype
     # float32 at least (fp16/bf16 inputs are upcast); float64 inputs stay float64 for exact checks.
     compute = torch.promote_types(u.dtype, torch.float32)

@@ -37,28 +37,28 @@ def check_device(device: torch.device, command: str) -> None:
         f"the network size a CPU trains in minutes); on a GPU machine check `nvidia-smi` and CUDA_VISIBLE_DEVICES.")
 
 
-def check_scan_backend(device: torch.device | None = None) -> str:
-    """The scan backend SegResMamba will run with on ``device``, or ssm.ScanBackendError with advice. Without
-    a device, the machine's GPU if it has one."""
+def check_scan_backend(device: torch.device | None = None, scan_backend: str | None = None) -> str:
+    """The backend that ``scan_backend`` (default: SEGRESMAMBA_SCAN_BACKEND) runs on ``device``, or
+    ssm.ScanBackendError with advice. Without a device, the machine's GPU if it has one."""
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_backend(device)
+    return resolve_backend(device, scan_backend)
 
 
-def check_training_device(device: torch.device) -> str:
+def check_training_device(device: torch.device, scan_backend: str | None = None) -> str:
     """For a trainer's __init__ (nnU-Net creates the fold folder and its log right after)."""
     check_device(device, "nnUNetv2_train")
-    return check_scan_backend(device)
+    return check_scan_backend(device, scan_backend)
 
 
-def check_build_device() -> str:
+def check_build_device(scan_backend: str | None = None) -> str:
     """For build_network_architecture, which nnU-Net calls without a device: the device is that of the
     trainer or predictor calling it (their ``self.device``; the predictor's is nnUNetv2_predict's -device).
     Called from elsewhere (a script building the network itself), the machine's GPU if it has one."""
     builder = _network_builder()
     if isinstance(builder, nnUNetPredictor):
         check_device(builder.device, "nnUNetv2_predict")
-    return check_scan_backend(None if builder is None else torch.device(builder.device))
+    return check_scan_backend(None if builder is None else torch.device(builder.device), scan_backend)
 
 
 def _network_builder() -> nnUNetTrainer | nnUNetPredictor | None:

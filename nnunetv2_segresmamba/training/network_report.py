@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..network import SegResMamba
-from ..ssm import requested_backend
+from ..ssm import BACKEND_ENV
 from .wrapped import is_compiled, unwrap
 
 
@@ -55,6 +55,6 @@ def network_report(network: nn.Module, trainer_name: str, plan_network: str, pat
     if isinstance(built, SegResMamba):
         lines += segresmamba_lines(built, patch_size)
         amp = "fp16 autocast" if device.type == "cuda" and built.autocast_enabled else "fp32"
-        lines.append(f"  scan backend: {scan_backend} (SEGRESMAMBA_SCAN_BACKEND={requested_backend()}, on "
+        lines.append(f"  scan backend: {scan_backend} ({BACKEND_ENV}={built.config.scan_backend}, on "
                      f"{device.type}); torch.compile: {'yes' if is_compiled(network) else 'no'}; precision: {amp}")
     return "\n".join(lines) + "\n"

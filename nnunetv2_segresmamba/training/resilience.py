@@ -1,4 +1,13 @@
-"""Checkpoints that survive interruptions, and ``--c`` that resumes from the newest one that loads.
+"""Training that survives interruptions and bad steps, as mixins for any nnUNetTrainer (nnU-Net's default one too):
+``class X(ResilientTrainingMixin, nnUNetTrainer)``.
+
+``NonFiniteLossGuardMixin``: a training step whose loss is NaN or inf is skipped (no backward, no update) instead
+of corrupting the weights; ``nonfinite_loss_patience`` in a row stop training with a resumable checkpoint of the
+last good weights and advice. Under DDP all ranks skip together. The epoch's train loss averages the steps
+that were not skipped.
+
+``ResumableCheckpointsMixin``: checkpoint_latest.pth (what --c resumes from) is rewritten after every epoch of a
+short training and by wall time in a long one (nnU-Net alone writes it every 50 epochs), and:
 
 Writing: every checkpoint goes to ``NAME.partial`` and is renamed over ``NAME`` only once complete, so a run
 killed while writing, or a disk that fills up, leaves the previous ``NAME`` intact. A failed write removes
@@ -20,10 +29,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from os.path import basename, dirname, getsize, isfile, join
+from time import time
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 from .wrapped import unwrap
 
 FINAL, LATEST, BEST = "checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"
@@ -168,10 +181,26 @@ def free_bytes(folder: str) -> int | None:
         return None
 
 
+def save_latest_resuming_at(trainer, epoch: int) -> None:
+    """Write the trainer's checkpoint_latest.pth so that --c starts with ``epoch`` (nnU-Net's save_checkpoint
+    records current_epoch + 1)."""
+    current = trainer.current_epoch
+    trainer.current_epoch = epoch - 1
+    try:
+        trainer.save_checkpoint(join(trainer.output_folder, LATEST))
+    finally:
+        trainer.current_epoch = current
+
+
 class ResumableCheckpointsMixin:
     """Put before nnUNetTrainer in the bases, beside EnergyLoggingMixin:
     ``class X(ResumableCheckpointsMixin, EnergyLoggingMixin, nnUNetTrainer)``. Sets ``_resumed_from`` to the
     checkpoint a run started from."""
+
+    # checkpoint_latest.pth is rewritten after the first epoch that ends this many seconds after the last write.
+    checkpoint_interval_s: float = 600.0
+    # A training of at most this many epochs rewrites checkpoint_latest.pth after every epoch.
+    checkpoint_every_epoch_up_to: int = 50
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -179,6 +208,24 @@ class ResumableCheckpointsMixin:
         self._continue_requested = bool(plans.get("continue_training", False))
         self._resumed_from: str | None = None
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self._last_latest_checkpoint = time()
+
+    # --- when checkpoint_latest.pth is written -------------------------------------------------------------
+
+    def on_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        super().on_epoch_end()  # nnU-Net's logging, its every-50-epochs latest checkpoint, the best one
+        if (epoch + 1) % self.save_every == 0:
+            self._last_latest_checkpoint = time()  # nnU-Net has just written it
+        elif self._latest_checkpoint_due(epoch):
+            save_latest_resuming_at(self, epoch + 1)
+            self._last_latest_checkpoint = time()
+
+    def _latest_checkpoint_due(self, epoch: int) -> bool:
+        if epoch >= self.num_epochs - 1:
+            return False  # on_train_end writes checkpoint_final.pth
+        return (self.num_epochs <= self.checkpoint_every_epoch_up_to
+                or time() - self._last_latest_checkpoint >= self.checkpoint_interval_s)
 
     def resume_command(self) -> str:
         device = "" if self.device.type == "cuda" else f" -device {self.device.type}"
@@ -219,11 +266,18 @@ class ResumableCheckpointsMixin:
 
     def on_train_start(self) -> None:
         super().on_train_start()
+        self._last_latest_checkpoint = time()
         if self.local_rank == 0:
             for name in sorted(os.listdir(self.output_folder)):
                 if name.endswith(PARTIAL_SUFFIX):
                     os.remove(join(self.output_folder, name))
                     self.print_to_log_file(f"Removed {name}: an earlier run was stopped while writing it.")
+        if self._resumed_from is not None:
+            self.print_to_log_file(f"Resuming training at epoch {self.current_epoch} (of {self.num_epochs}) from "
+                                   f"{self._resumed_from}.")
+        elif self._continue_requested:
+            self.print_to_log_file(f"WARNING: --c found no checkpoint (checkpoint_final/latest/best.pth) in "
+                                   f"{self.output_folder}; training starts at epoch 0.")
 
     # --- resuming -----------------------------------------------------------------------------------------
 
@@ -281,3 +335,103 @@ class ResumableCheckpointsMixin:
             self.print_to_log_file(f"WARNING: {basename(checkpoint.path)} cannot be resumed from: {checkpoint.fault}. "
                                    f"Taking {basename(chosen.path)} (resumes at epoch {chosen.epochs_done}) instead; "
                                    f"the faulty file is now {aside} (delete it once you no longer need it).")
+
+
+class _SkippedStep(Exception):
+    """Raised by the guarded loss to leave nnU-Net's train_step before its backward pass and update."""
+
+
+class _GuardedLoss:
+    """The trainer's loss (whatever wraps it, e.g. deep supervision); while ``active`` (in a training step) each
+    value is handed to ``check``, which raises _SkippedStep for a step that must not update the weights."""
+
+    def __init__(self, loss, check: Callable[[torch.Tensor], None]):
+        self.loss, self.check, self.active = loss, check, False
+
+    def __call__(self, output, target) -> torch.Tensor:
+        value = self.loss(output, target)
+        if self.active:
+            self.check(value.detach())
+        return value
+
+
+class NonFiniteLossGuardMixin:
+    """Put before nnUNetTrainer in the bases. Wraps, at the first training step, whatever ``self.loss`` is by then
+    (so a subclass's own loss, or a loss another mixin wrapped in initialize(), is guarded as well)."""
+
+    # Consecutive non-finite losses that are skipped before training stops.
+    nonfinite_loss_patience: int = 5
+    # What the advice after a stop tells the user to retrain with.
+    fp32_retrain_hint: str = "a trainer without fp16 autocast (fp32)"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.nonfinite_guard = NonFiniteLossGuard(self.nonfinite_loss_patience)
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's train step, left before backward when the loss is not finite (the step is then skipped)."""
+        if not isinstance(self.loss, _GuardedLoss):
+            self.loss = _GuardedLoss(self.loss, self._check_training_loss)
+        self.loss.active = True
+        try:
+            return super().train_step(batch)
+        except _SkippedStep:
+            return {"loss": np.array(np.nan)}
+        finally:
+            self.loss.active = False
+
+    def _check_training_loss(self, loss: torch.Tensor) -> None:
+        if not self._loss_is_usable(self._worst_loss_over_ranks(loss)):
+            raise _SkippedStep
+
+    def _worst_loss_over_ranks(self, loss: torch.Tensor) -> float:
+        """This rank's loss, or under DDP a non-finite value if any rank's loss is non-finite, so that all
+        ranks skip a step together (a rank that skipped backward alone would hang the others)."""
+        if not self.is_ddp:
+            return float(loss)
+        finite = torch.isfinite(loss).to(torch.int32).reshape(1)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return float(loss) if finite.item() else float("nan")
+
+    def _loss_is_usable(self, loss: float) -> bool:
+        verdict = self.nonfinite_guard.record(loss)
+        if verdict == "skip":
+            self.print_to_log_file(f"WARNING: training loss {loss} in epoch {self.current_epoch}; step skipped "
+                                   f"({self.nonfinite_guard.consecutive} in a row, stopping at "
+                                   f"{self.nonfinite_guard.patience}).")
+        if verdict == "stop":
+            kept = self._save_resumable_checkpoint()
+            message = (f"The training loss was {loss} for {self.nonfinite_guard.consecutive} consecutive steps in "
+                       f"epoch {self.current_epoch}. fp16 overflow is the usual cause: retrain with "
+                       f"{self.fp32_retrain_hint}, or lower the learning rate. {kept}")
+            self.print_to_log_file(message)
+            raise NonFiniteLossError(message)
+        return verdict == "ok"
+
+    def _save_resumable_checkpoint(self) -> str:
+        """Keep the weights of the last good step (the failing steps were skipped) so --c can resume."""
+        if not all(torch.isfinite(p).all() for p in self.network.parameters()):
+            return "The weights are not finite, so no checkpoint was written; the last one on disk is kept."
+        save_latest_resuming_at(self, self.current_epoch)  # --c repeats this epoch
+        return (f"The last good weights are in {join(self.output_folder, LATEST)}; "
+                f"`nnUNetv2_train ... --c` resumes from the start of epoch {self.current_epoch}.")
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        """The epoch's train loss over the steps that were not skipped (nnU-Net's mean would be NaN after one
+        skipped step), and how many were skipped."""
+        losses = np.array([float(output["loss"]) for output in train_outputs])
+        skipped = int((~np.isfinite(losses)).sum())  # the same on every rank: ranks skip together
+        if self.is_ddp:
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, losses)
+            losses = np.concatenate(gathered)
+        finite = losses[np.isfinite(losses)]
+        if skipped:
+            self.print_to_log_file(f"{skipped} of {len(train_outputs)} training steps in epoch {self.current_epoch} "
+                                   f"had a non-finite loss and were skipped; train_loss averages the others.")
+        self.logger.log("train_losses", float(finite.mean()) if finite.size else float("nan"), self.current_epoch)
+
+
+class ResilientTrainingMixin(NonFiniteLossGuardMixin, ResumableCheckpointsMixin):
+    """Both: skipped non-finite steps, and checkpoints that survive interruptions with --c that resumes."""

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .tom import SCAN_ORDERS, TriOrientedMamba
+from ..network.tom import SCAN_ORDERS, TriOrientedMamba
 
 
 def count_parameters(model: nn.Module) -> int:

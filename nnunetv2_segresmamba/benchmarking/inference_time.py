@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .. import nnunet_paths
 from ..nnunet_cli import nnunet_command
+from ..nnunet_paths import validation_cases
+from .measure import device_name
 
 FILE_NAME = "inference_time.json"
 MEASURED = ("wall time of one nnUNetv2_predict process over the fold's validation cases: process start-up, "
@@ -50,34 +54,6 @@ def write_inference_time(fold_folder: Path, runs: list[dict[str, Any]], command:
     return path
 
 
-def device_name(torch_device: str) -> str:
-    """The GPU's name for ``cuda``, else the CPU model and its thread count."""
-    if torch_device == "cuda":
-        import torch
-
-        return torch.cuda.get_device_name()
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # not Linux
-        pass
-    return f"{model or platform.processor() or 'CPU'} ({os.cpu_count()} threads)"
-
-
-def validation_cases(preprocessed_dataset: Path, fold: int) -> list[str]:
-    """The fold's validation case identifiers from nnU-Net's ``splits_final.json``."""
-    splits_file = Path(preprocessed_dataset) / "splits_final.json"
-    if not splits_file.is_file():
-        raise FileNotFoundError(f"{splits_file} does not exist: train the fold first (nnUNetv2_train makes it)")
-    splits = json.loads(splits_file.read_text())
-    if fold >= len(splits):
-        raise ValueError(f"{splits_file} has {len(splits)} folds; fold {fold} is not one of them")
-    return sorted(splits[fold]["val"])
-
-
 def copy_case_images(raw_dataset: Path, cases: list[str], destination: Path) -> int:
     """Copies every channel file (``CASE_XXXX.ext``) of ``cases`` from imagesTr; returns how many files."""
     copied = 0
@@ -89,6 +65,25 @@ def copy_case_images(raw_dataset: Path, cases: list[str], destination: Path) -> 
             shutil.copy(file, destination)
             copied += 1
     return copied
+
+
+def predict_command(images: Path, output: Path, dataset: str, trainer: str, fold: int, torch_device: str, tta: bool,
+                    *options: str, plans: str = "nnUNetPlans", configuration: str = "3d_fullres") -> list[str]:
+    """``nnUNetv2_predict`` of fold ``fold`` of ``trainer`` for the images in ``images``."""
+    command = [nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(output), "-d", dataset,
+               "-c", configuration, "-p", plans, "-tr", trainer, "-f", str(fold), "-device", torch_device, *options]
+    return command if tta else command + ["--disable_tta"]
+
+
+def timed_predict(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one whole ``nnUNetv2_predict`` process (what a user waits for); its output is kept from
+    the console, which would time the terminal too, and shown only if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds
 
 
 def _mean_dice(summary_file: Path) -> float | None:
@@ -113,7 +108,7 @@ def time_fold_inference(dataset: str, trainer: str, fold: int, devices: list[str
         raise RuntimeError(f"set {', '.join(missing)} (nnU-Net's folders) first")
     name = maybe_convert_to_dataset_name(dataset)
     raw = Path(env["nnUNet_raw"]) / name
-    fold_folder = Path(env["nnUNet_results"]) / name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
+    fold_folder = nnunet_paths.fold_folder(env["nnUNet_results"], name, trainer, plans, configuration, fold)
     if not (fold_folder / "checkpoint_final.pth").is_file():
         raise FileNotFoundError(f"{fold_folder / 'checkpoint_final.pth'} does not exist: train fold {fold} first")
     cases = validation_cases(Path(env["nnUNet_preprocessed"]) / name, fold)
@@ -126,20 +121,17 @@ def time_fold_inference(dataset: str, trainer: str, fold: int, devices: list[str
         copy_case_images(raw, cases, images)
         for torch_device in devices:
             prediction = Path(work) / f"prediction_{torch_device}"
-            predict = [nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(prediction), "-d", name,
-                       "-c", configuration, "-p", plans, "-tr", trainer, "-f", str(fold), "-device", torch_device]
-            if not tta:
-                predict.append("--disable_tta")
+            predict = predict_command(images, prediction, name, trainer, fold, torch_device, tta, plans=plans,
+                                      configuration=configuration)
             print(f"[inference] {trainer} fold {fold}: {len(cases)} cases on {torch_device}", flush=True)
-            start = time.perf_counter()
-            subprocess.run(predict, env=env, check=True)
-            seconds = time.perf_counter() - start
+            seconds = timed_predict(predict, env)
             ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
             predicted = len(list(prediction.glob(f"*{ending}")))
             subprocess.run([nnunet_command("nnUNetv2_evaluate_folder"), str(raw / "labelsTr"), str(prediction),
                             "-djfile", str(prediction / "dataset.json"), "-pfile", str(prediction / "plans.json"),
                             "--chill"], env=env, check=True, stdout=subprocess.DEVNULL)
-            runs.append({"device": device_name(torch_device), "torch_device": torch_device, "cases": predicted,
+            runs.append({"device": device_name(torch.device(torch_device)), "torch_device": torch_device,
+                         "cases": predicted,
                          "seconds": round(seconds, 2), "tta": tta,
                          "mean_dice": _mean_dice(prediction / "summary.json")})
             write_inference_time(fold_folder, runs, command)

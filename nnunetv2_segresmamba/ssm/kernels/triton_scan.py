@@ -105,6 +105,26 @@ def _first_token(x, T: tl.constexpr):
 
 
 @triton.jit
+def _store_summary(decay_ptr, state_ptr, offsets, mask, cum_decay, state, T: tl.constexpr, FIRST: tl.constexpr):
+    """A chunk's summary for step 2: its total decay and its state from a zero start, at its last token (or, for
+    the reverse scan of the adjoint recurrence, its first)."""
+    if FIRST:
+        tl.store(decay_ptr + offsets, _first_token(cum_decay, T), mask=mask)
+        tl.store(state_ptr + offsets, _first_token(state, T), mask=mask)
+    else:
+        tl.store(decay_ptr + offsets, _last_token(cum_decay, T), mask=mask)
+        tl.store(state_ptr + offsets, _last_token(state, T), mask=mask)
+
+
+@triton.jit
+def _from_entering(local, cum_decay, entering_ptr, offsets, mask):
+    """A chunk's states scanned from a zero start, moved onto the true state entering the chunk (which step 2
+    wrote at ``entering_ptr``): h_t = local_t + (decay_1 * ... * decay_t) * h_entering."""
+    entering = tl.load(entering_ptr + offsets, mask=mask, other=0.0)
+    return local + cum_decay * entering[:, :, None]
+
+
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, decay_ptr, state_ptr,
                     L, channels, groups, channels_per_group, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
@@ -124,12 +144,10 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
     summary_offsets = ((batch * n_chunks + chunk) * channels + d)[:, None] * N + n[None, :]
     summary_mask = (n < N)[None, :]
     if SUMMARY:
-        tl.store(decay_ptr + summary_offsets, _last_token(cum_decay, T), mask=summary_mask)
-        tl.store(state_ptr + summary_offsets, _last_token(state, T), mask=summary_mask)
+        _store_summary(decay_ptr, state_ptr, summary_offsets, summary_mask, cum_decay, state, T, False)
     else:
         if HAS_STATE:
-            entering = tl.load(state_ptr + summary_offsets, mask=summary_mask, other=0.0)
-            state += cum_decay * entering[:, :, None]
+            state = _from_entering(state, cum_decay, state_ptr, summary_offsets, summary_mask)
         t = chunk * T + tl.arange(0, T)
         t_valid = t < L
         bc_rows = ((batch * groups + group) * N + n)[:, None] * L
@@ -191,19 +209,16 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
     cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
                                                   reverse=True)
     if SUMMARY:
-        tl.store(decay_ptr + summary_offsets, _first_token(cum_next_decay, T), mask=summary_mask)
-        tl.store(adj_ptr + summary_offsets, _first_token(adjoint, T), mask=summary_mask)
+        _store_summary(decay_ptr, adj_ptr, summary_offsets, summary_mask, cum_next_decay, adjoint, T, True)
     else:
         if HAS_STATE:
-            from_right = tl.load(adj_ptr + summary_offsets, mask=summary_mask, other=0.0)
-            adjoint += cum_next_decay * from_right[:, :, None]
+            adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary_offsets, summary_mask)
         delta, delta_raw, u, decay, inject, Bm, A = _chunk_tile(
             u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr, batch, chunk, d_start, group, L, channels, groups,
             N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
         cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
         if HAS_STATE:
-            entering = tl.load(fwd_state_ptr + summary_offsets, mask=summary_mask, other=0.0)
-            state += cum_decay * entering[:, :, None]
+            state = _from_entering(state, cum_decay, fwd_state_ptr, summary_offsets, summary_mask)
         # a_t * h_{t-1} = h_t - b_t: the decayed previous state, without a shifted copy of the states.
         decayed_previous = state - inject
         weighted = adjoint * delta[:, None, :]
