@@ -4,6 +4,7 @@
     python scripts/benchmark.py networks [--case 128,128,128:14:1] [--compile none default] [--out DIR]
     python scripts/benchmark.py tom [--sizes 64:48 8:384] [--backends triton cuda torch] [--dtypes fp32 fp16]
     python scripts/benchmark.py predict --device cpu [--repeats 3]
+    python scripts/benchmark.py scan [--case 40,56,40:3:7] [--settings default CHUNK=64,FORWARD_WARPS=4 ...]
 
 ``networks``: for each case PATCH:CLASSES:BATCH (default: 128^3 with 14 classes at batch 1, the paper's
 setting, and the Hippocampus plan's 40x56x40 with 3 classes at batch 7) builds PlainConvUNet, ResEnc M and
@@ -16,6 +17,9 @@ out over three warmed-up steps: weights, gradients, momentum, activations, works
 "default" = torch.compile(net) as nnU-Net does); ratios are against PlainConvUNet compiled the same way, or
 with ``--baseline-compile default`` against PlainConvUNet as nnU-Net trains it.
 ``tom``: one Tri-oriented Mamba layer, forward + backward, per scan backend, as ratios to the first backend.
+``scan``: the Triton scan kernels alone, at every scan of one SegResMamba training step for the first --case
+(default: the Hippocampus plan), under kernel settings (constants of ssm/kernels/triton_scan.py), as ratios to
+the first setting.
 ``predict``: one real Hippocampus case through the whole ``nnUNetv2_predict``, SegResMamba against
 nnUNetTrainer. Writes JSON and markdown (and a plot for ``networks``) under --out and prints the table; every
 table names the device.
@@ -29,7 +33,7 @@ from pathlib import Path
 import torch
 
 from nnunetv2_segresmamba.benchmarking.baselines import NETWORKS
-from nnunetv2_segresmamba.benchmarking import networks, tom
+from nnunetv2_segresmamba.benchmarking import networks, scan_kernels, tom
 from nnunetv2_segresmamba.benchmarking.measure import device_name
 from nnunetv2_segresmamba.benchmarking.report import add_ratios, plot_networks, write_report
 
@@ -42,7 +46,7 @@ def parse_case(value: str) -> networks.Case:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("networks", "tom", "predict"))
+    parser.add_argument("what", choices=("networks", "tom", "scan", "predict"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--case", dest="cases", action="append", type=parse_case,
                         help="PATCH:CLASSES:BATCH, e.g. 128,128,128:14:1 (repeatable)")
@@ -58,6 +62,8 @@ def main() -> None:
                         help="timed repeats (default 20; predict: whole nnUNetv2_predict runs, default 3)")
     parser.add_argument("--trainers", nargs="+", default=["nnUNetTrainer", "nnUNetTrainerSegResMamba"],
                         help="predict: nnU-Net trainer names, the first is the baseline")
+    parser.add_argument("--settings", nargs="+", default=["default"],
+                        help="scan: kernel settings NAME=VALUE[,NAME=VALUE...] or default; the first is the baseline")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     args = parser.parse_args()
     if args.repeats is None:
@@ -73,6 +79,10 @@ def main() -> None:
     elif args.what == "tom":
         rows = tom.run(args.sizes, args.backends, args.dtypes, args.batch, device, args.warmup, args.repeats)
         columns = tom.COLUMNS
+    elif args.what == "scan":
+        case = (args.cases or [networks.Case((40, 56, 40), 3, 7)])[0]
+        rows = scan_kernels.run(case.patch, case.classes, case.batch, args.settings, device)
+        columns = scan_kernels.COLUMNS
     else:
         from nnunetv2_segresmamba.benchmarking.predict_timing import time_predict  # needs nnU-Net's CLI
         rows = time_predict(args, device)

@@ -51,3 +51,32 @@ def test_the_benchmark_loss_weights_the_outputs_as_nnunet_does(ddp):
     expected = (per_output[0] + per_output[1] / 2 + lowest * per_output[2]) / (1 + 1 / 2 + lowest)
     assert deep_supervision_loss(outputs, target, ddp=ddp).item() == pytest.approx(expected.item(), rel=1e-6)
     assert deep_supervision_loss(outputs[0], target).item() == pytest.approx(per_output[0].item(), rel=1e-6)
+
+
+def test_scan_benchmark_finds_the_scans_a_training_step_runs():
+    from nnunetv2_segresmamba.benchmarking import scan_kernels
+    shapes = scan_kernels.network_scan_shapes((40, 56, 40), 3, 7)
+    # Hippocampus plan: levels 0 and 1 scan their CMMB's inner grid, then their own grid; levels 2 and 3
+    # (inner stride 1) scan the 5x7x5 grid twice each.
+    assert [(s.channels, s.length) for s in shapes] == [(288, 1400), (288, 11200), (576, 175), (576, 1400),
+                                                        (1152, 175), (1152, 175), (2304, 175), (2304, 175)]
+    assert all(s.batch == 7 and s.groups == 3 and s.d_state == 16 for s in shapes)
+
+
+def test_scan_benchmark_settings_are_checked_and_restored():
+    from nnunetv2_segresmamba.benchmarking import scan_kernels
+    from nnunetv2_segresmamba import ssm
+    if not ssm.triton_available():
+        pytest.skip(f"Triton: {ssm.triton_import_error()}")
+    from nnunetv2_segresmamba.ssm.kernels import triton_scan
+    assert scan_kernels.parse_setting("default") == {}
+    setting = scan_kernels.parse_setting("CHUNK=16,BACKWARD_WARPS=2")
+    assert setting == {"CHUNK": 16, "BACKWARD_WARPS": 2}
+    with pytest.raises(ValueError, match="NAME=INTEGER"):
+        scan_kernels.parse_setting("CHUNKS=16")
+    before = triton_scan.CHUNK, triton_scan.BACKWARD_WARPS
+    with pytest.raises(RuntimeError):
+        with scan_kernels.kernel_setting(setting):
+            assert (triton_scan.CHUNK, triton_scan.BACKWARD_WARPS) == (16, 2)
+            raise RuntimeError("a failed measurement")
+    assert (triton_scan.CHUNK, triton_scan.BACKWARD_WARPS) == before

@@ -55,6 +55,31 @@ def test_triton_scan_matches_float64_loop_forward_and_backward(batch, channels, 
         assert rel(g, g_ref) < 1e-4, name
 
 
+@pytest.mark.parametrize("programs_per_sm,max_channel_block", [(1, 1), (4096, 1), (4096, 2)])
+def test_every_split_of_a_group_over_programs_gives_the_same_gradients(monkeypatch, programs_per_sm,
+                                                                       max_channel_block):
+    # One program per group and chunk (B/C gradients stored), or a group's channels split over several
+    # programs (B/C gradients added atomically), one or two channels per loop iteration.
+    from nnunetv2_segresmamba.ssm.kernels import triton_scan
+    monkeypatch.setattr(triton_scan, "PROGRAMS_PER_SM", programs_per_sm)
+    monkeypatch.setattr(triton_scan, "MAX_CHANNEL_BLOCK", max_channel_block)
+    batch, channels, groups = 1, 8, 2
+    sm = triton_scan._multiprocessors(DEVICE)
+    block = triton_scan.channel_block(channels // groups)
+    splits = triton_scan.channel_splits(channels // groups, block, 2 * groups * batch, DEVICE)
+    assert block == max_channel_block and (splits > 1) == (programs_per_sm * sm > 2 * groups * batch)
+    inputs64 = [t.requires_grad_() for t in scan_inputs(batch, channels, 16, groups, 70, seed=11)]
+    reference = selective_scan_reference(*inputs64)
+    weights = torch.randn_like(reference)
+    grads_ref = torch.autograd.grad((reference * weights).sum(), inputs64)
+    inputs32 = [t.detach().float().requires_grad_() for t in inputs64]
+    out = selective_scan_triton(*inputs32)
+    grads = torch.autograd.grad((out * weights.float()).sum(), inputs32)
+    assert rel(out, reference) < 1e-5
+    for name, g, g_ref in zip("u delta A B C D delta_bias".split(), grads, grads_ref):
+        assert rel(g, g_ref) < 1e-4, name
+
+
 def test_half_inputs_keep_the_state_in_float32():
     # Decay ~1 and a large input drive the state to ~1e6, past float16's 65504; the read-out is small.
     length, channels = 150, 4

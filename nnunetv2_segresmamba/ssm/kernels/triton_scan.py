@@ -13,8 +13,12 @@ evaluated in chunks of ``CHUNK`` tokens, in three launches:
 The backward pass runs the same three launches on the adjoint recurrence
 dh_t = C_t * dy_t + a_{t+1} * dh_{t+1} (a reverse scan), recomputes the forward states of each chunk from
 the entering states that step 2 of the forward pass kept, and forms every gradient in the last launch.
-Channel blocks never straddle a group of B and C, so gradients of B and C are a sum over the block followed
-by one atomic add per block.
+
+One program owns one chunk of one batch element and a run of channels that share a group of B and C: it
+loads the group's B and C tiles once and loops over its channels, a few at a time, so that the tiles in
+registers stay small. The gradients of B and C are sums over the group's channels; the program keeps them in
+registers over its loop and writes them once (an atomic add only where the GPU needs several programs per
+group to be filled, see ``channel_splits``).
 
 Inputs may be fp16, bf16 or fp32; the state, the decays and every sum are fp32 in registers, so fp16
 autocast cannot overflow the scan. Nothing here imports at package load: Triton may be absent (CPU-only
@@ -29,14 +33,17 @@ import triton.language as tl
 
 # Tokens per chunk. Fixed (not autotuned) because the entering states kept for backward have one row per
 # chunk and their shape must be known from the input shape alone (torch.compile's fake tensors).
-CHUNK = 64
-# At most this many channels share one program; fewer where the channels per group of B/C need it.
-MAX_CHANNEL_BLOCK = 4
+CHUNK = 32
+# Channels per loop iteration of a program (at most; fewer where the channels of one B/C group need it).
+MAX_CHANNEL_BLOCK = 1
+# Programs wanted per multiprocessor: a group's channels are split over several programs until there are.
+PROGRAMS_PER_SM = 4
 # (batch, channel, state) elements per program of the sequential pass over chunks.
 CARRY_BLOCK = 256
-# Warps per program of the chunk kernels.
-FORWARD_WARPS = 4
-BACKWARD_WARPS = 4
+# Warps per program of the chunk kernels. One warp keeps each scan and sum within a warp (no shared memory):
+# measured fastest at CHUNK 32 (docs/benchmarks.md, "Scan kernels").
+FORWARD_WARPS = 1
+BACKWARD_WARPS = 1
 
 
 def num_chunks(length: int) -> int:
@@ -51,6 +58,21 @@ def channel_block(channels_per_group: int) -> int:
     return block
 
 
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
+def channel_splits(channels_per_group: int, block: int, programs: int, device: torch.device) -> int:
+    """Into how many programs one group's channels are split: the fewest (a power of two) that give
+    PROGRAMS_PER_SM programs per multiprocessor, each still looping over whole channel blocks. More splits
+    mean more parallel programs but one atomic add of the B/C gradients per split."""
+    target = PROGRAMS_PER_SM * _multiprocessors(device)
+    splits = 1
+    while programs * splits < target and channels_per_group % (2 * splits * block) == 0:
+        splits *= 2
+    return splits
+
+
 @triton.jit
 def _compose(decay_1, value_1, decay_2, value_2):
     """Composition of the affine maps h -> decay_1 * h + value_1, then h -> decay_2 * h + value_2."""
@@ -58,22 +80,41 @@ def _compose(decay_1, value_1, decay_2, value_2):
 
 
 @triton.jit
-def _chunk_tile(u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr,
-                batch, chunk, d_start, group, L, channels, groups,
-                N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SHIFT: tl.constexpr):
-    """One chunk of one channel block: (delta after bias/softplus [D, T], raw delta + bias [D, T], u [D, T],
-    decay a [D, N, T], input b [D, N, T], B [N, T]), all fp32. SHIFT=1 reads delta one token later (the
-    decays a_{t+1} of the adjoint recurrence); tokens past the end get delta 0: decay 1, no input."""
+def _rows(batch, d_start, chunk, L, channels, BLOCK_D: tl.constexpr, T: tl.constexpr, SHIFT: tl.constexpr):
+    """Offsets [D, T] and token mask [1, T] of one chunk of BLOCK_D channels of a (batch, channels, L) tensor,
+    SHIFT tokens later."""
     d = d_start + tl.arange(0, BLOCK_D)
+    t = chunk * T + tl.arange(0, T) + SHIFT
+    return (batch * channels + d)[:, None] * L + t[None, :], (t < L)[None, :]
+
+
+@triton.jit
+def _group_tile(batch, group, chunk, L, groups, N: tl.constexpr, N_POW2: tl.constexpr, T: tl.constexpr):
+    """Offsets [N, T] and mask of one chunk of one group of a (batch, groups, N, L) tensor (B, C)."""
     n = tl.arange(0, N_POW2)
     t = chunk * T + tl.arange(0, T)
-    t_valid = t < L
-    row = (batch * channels + d)[:, None] * L
-    u = tl.load(u_ptr + row + t[None, :], mask=t_valid[None, :], other=0.0).to(tl.float32)
-    t_delta = t + SHIFT
-    delta_valid = (t_delta < L)[None, :]
-    delta_raw = tl.load(delta_ptr + row + t_delta[None, :], mask=delta_valid, other=0.0).to(tl.float32)
+    return ((batch * groups + group) * N + n)[:, None] * L + t[None, :], (n < N)[:, None] & (t < L)[None, :]
+
+
+@triton.jit
+def _summary_tile(batch, chunk, d_start, n_chunks, channels, N: tl.constexpr, N_POW2: tl.constexpr,
+                  BLOCK_D: tl.constexpr):
+    """Offsets [D, N] and mask of one chunk's row of a (batch, chunks, channels, N) summary tensor."""
+    d = d_start + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, N_POW2)
+    return ((batch * n_chunks + chunk) * channels + d)[:, None] * N + n[None, :], (n < N)[None, :]
+
+
+@triton.jit
+def _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+            N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
+            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SHIFT: tl.constexpr):
+    """(delta after bias/softplus [D, T], delta + bias before softplus [D, T], A [D, N], decay a [D, N, T]), fp32.
+    SHIFT=1 reads delta one token later (the decays a_{t+1} of the adjoint recurrence); tokens past the end
+    get delta 0: decay 1, no input."""
+    rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, SHIFT)
+    delta_raw = tl.load(delta_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+    d = d_start + tl.arange(0, BLOCK_D)
     if HAS_BIAS:
         delta_raw += tl.load(bias_ptr + d).to(tl.float32)[:, None]
     if SOFTPLUS:
@@ -81,39 +122,16 @@ def _chunk_tile(u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr,
         delta = tl.where(delta_raw > 20.0, delta_raw, tl.log(1.0 + tl.exp(tl.minimum(delta_raw, 20.0))))
     else:
         delta = delta_raw
-    delta = tl.where(delta_valid, delta, 0.0)
-    n_valid = n < N
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=n_valid[None, :], other=0.0).to(tl.float32)
-    bc_rows = ((batch * groups + group) * N + n)[:, None] * L
-    Bm = tl.load(B_ptr + bc_rows + t[None, :], mask=n_valid[:, None] & t_valid[None, :], other=0.0).to(tl.float32)
-    decay = tl.exp(delta[:, None, :] * A[:, :, None])
-    inject = (delta * u)[:, None, :] * Bm[None, :, :]
-    return delta, delta_raw, u, decay, inject, Bm, A
+    delta = tl.where(valid, delta, 0.0)
+    n = tl.arange(0, N_POW2)
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=(n < N)[None, :], other=0.0).to(tl.float32)
+    return delta, delta_raw, A, tl.exp(delta[:, None, :] * A[:, :, None])
 
 
 @triton.jit
-def _last_token(x, T: tl.constexpr):
-    """x[..., T - 1] of a [D, N, T] tile, as [D, N]."""
-    is_last = (tl.arange(0, T) == T - 1)[None, None, :]
-    return tl.sum(tl.where(is_last, x, 0.0), axis=2)
-
-
-@triton.jit
-def _first_token(x, T: tl.constexpr):
-    is_first = (tl.arange(0, T) == 0)[None, None, :]
-    return tl.sum(tl.where(is_first, x, 0.0), axis=2)
-
-
-@triton.jit
-def _store_summary(decay_ptr, state_ptr, offsets, mask, cum_decay, state, T: tl.constexpr, FIRST: tl.constexpr):
-    """A chunk's summary for step 2: its total decay and its state from a zero start, at its last token (or, for
-    the reverse scan of the adjoint recurrence, its first)."""
-    if FIRST:
-        tl.store(decay_ptr + offsets, _first_token(cum_decay, T), mask=mask)
-        tl.store(state_ptr + offsets, _first_token(state, T), mask=mask)
-    else:
-        tl.store(decay_ptr + offsets, _last_token(cum_decay, T), mask=mask)
-        tl.store(state_ptr + offsets, _last_token(state, T), mask=mask)
+def _token(x, T: tl.constexpr, AT: tl.constexpr):
+    """x[..., AT] of a [D, N, T] tile, as [D, N]."""
+    return tl.sum(tl.where((tl.arange(0, T) == AT)[None, None, :], x, 0.0), axis=2)
 
 
 @triton.jit
@@ -125,38 +143,43 @@ def _from_entering(local, cum_decay, entering_ptr, offsets, mask):
 
 
 @triton.jit
+def _first_channel(channels_per_group, channels_per_program, splits):
+    """(group, first channel) of this program's run of channels; axis 1 of the grid is group * splits + split."""
+    program = tl.program_id(1)
+    group = program // splits
+    return group, group * channels_per_group + (program % splits) * channels_per_program
+
+
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, decay_ptr, state_ptr,
-                    L, channels, groups, channels_per_group, n_chunks,
+                    L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
-    chunk, block, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    d_start = block * BLOCK_D
-    group = d_start // channels_per_group
-    delta, delta_raw, u, decay, inject, Bm, A = _chunk_tile(
-        u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr, batch, chunk, d_start, group, L, channels, groups,
-        N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
-    cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
-    d = d_start + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, N_POW2)
-    summary_offsets = ((batch * n_chunks + chunk) * channels + d)[:, None] * N + n[None, :]
-    summary_mask = (n < N)[None, :]
-    if SUMMARY:
-        _store_summary(decay_ptr, state_ptr, summary_offsets, summary_mask, cum_decay, state, T, False)
-    else:
-        if HAS_STATE:
-            state = _from_entering(state, cum_decay, state_ptr, summary_offsets, summary_mask)
-        t = chunk * T + tl.arange(0, T)
-        t_valid = t < L
-        bc_rows = ((batch * groups + group) * N + n)[:, None] * L
-        Cm = tl.load(C_ptr + bc_rows + t[None, :], mask=(n < N)[:, None] & t_valid[None, :], other=0.0)
-        y = tl.sum(state * Cm.to(tl.float32)[None, :, :], axis=1)
-        if HAS_D:
-            y += tl.load(D_ptr + d).to(tl.float32)[:, None] * u
-        row = (batch * channels + d)[:, None] * L
-        tl.store(y_ptr + row + t[None, :], y.to(y_ptr.dtype.element_ty), mask=t_valid[None, :])
+    chunk, batch = tl.program_id(0), tl.program_id(2)
+    group, first = _first_channel(channels_per_group, channels_per_program, splits)
+    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
+    Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    for d_start in range(first, first + channels_per_program, BLOCK_D):
+        delta, _, _, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+                                     N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
+        rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
+        u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+        cum_decay, state = tl.associative_scan((decay, (delta * u)[:, None, :] * Bm[None, :, :]), 2, _compose)
+        summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
+        if SUMMARY:
+            tl.store(decay_ptr + summary, _token(cum_decay, T, T - 1), mask=summary_mask)
+            tl.store(state_ptr + summary, _token(state, T, T - 1), mask=summary_mask)
+        else:
+            if HAS_STATE:
+                state = _from_entering(state, cum_decay, state_ptr, summary, summary_mask)
+            y = tl.sum(state * Cm[None, :, :], axis=1)
+            if HAS_D:
+                y += tl.load(D_ptr + d_start + tl.arange(0, BLOCK_D)).to(tl.float32)[:, None] * u
+            tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
@@ -180,78 +203,86 @@ def _carry_kernel(decay_ptr, state_ptr, n_chunks, elements, REVERSE: tl.constexp
 def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_ptr, fwd_state_ptr,
                      decay_ptr, adj_ptr,
                      du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                     L, channels, groups, channels_per_group, n_chunks,
+                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
-    the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3)."""
-    chunk, block, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    d_start = block * BLOCK_D
-    group = d_start // channels_per_group
-    d = d_start + tl.arange(0, BLOCK_D)
+    the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
+    programs add to the same B/C gradients (a group split over several programs)."""
+    chunk, batch = tl.program_id(0), tl.program_id(2)
+    group, first = _first_channel(channels_per_group, channels_per_program, splits)
+    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
+    Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    dB = tl.zeros([N_POW2, T], dtype=tl.float32)
+    dC = tl.zeros([N_POW2, T], dtype=tl.float32)
     n = tl.arange(0, N_POW2)
-    t = chunk * T + tl.arange(0, T)
-    t_valid = t < L
-    n_valid = n < N
-    row = (batch * channels + d)[:, None] * L
-    bc_rows = ((batch * groups + group) * N + n)[:, None] * L
-    bc_mask = n_valid[:, None] & t_valid[None, :]
-    summary_offsets = ((batch * n_chunks + chunk) * channels + d)[:, None] * N + n[None, :]
-    summary_mask = n_valid[None, :]
+    for d_start in range(first, first + channels_per_program, BLOCK_D):
+        d = d_start + tl.arange(0, BLOCK_D)
+        rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
+        dy = tl.load(dy_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+        # Adjoint recurrence dh_t = next_decay_t * dh_{t+1} + C_t * dy_t, scanned from the chunk's end.
+        _, _, _, next_decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+                                      N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
+        cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
+                                                      reverse=True)
+        summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
+        if SUMMARY:
+            tl.store(decay_ptr + summary, _token(cum_next_decay, T, 0), mask=summary_mask)
+            tl.store(adj_ptr + summary, _token(adjoint, T, 0), mask=summary_mask)
+        else:
+            if HAS_STATE:
+                adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary, summary_mask)
+            delta, delta_raw, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+                                                 N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
+            u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+            inject = (delta * u)[:, None, :] * Bm[None, :, :]
+            cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
+            if HAS_STATE:
+                state = _from_entering(state, cum_decay, fwd_state_ptr, summary, summary_mask)
+            # a_t * h_{t-1} = h_t - b_t: the decayed previous state, without a shifted copy of the states.
+            decayed_previous = state - inject
+            weighted = adjoint * delta[:, None, :]
+            du = tl.sum(weighted * Bm[None, :, :], axis=1)
+            ddelta = tl.sum(adjoint * (u[:, None, :] * Bm[None, :, :] + A[:, :, None] * decayed_previous), axis=1)
+            if HAS_D:
+                du += tl.load(D_ptr + d).to(tl.float32)[:, None] * dy
+                tl.atomic_add(dD_ptr + d, tl.sum(dy * u, axis=1))
+            if SOFTPLUS:
+                ddelta = ddelta * tl.sigmoid(delta_raw)
+            if HAS_BIAS:
+                tl.atomic_add(dbias_ptr + d, tl.sum(tl.where(valid, ddelta, 0.0), axis=1))
+            tl.store(du_ptr + rows, du.to(du_ptr.dtype.element_ty), mask=valid)
+            tl.store(ddelta_ptr + rows, ddelta.to(ddelta_ptr.dtype.element_ty), mask=valid)
+            tl.atomic_add(dA_ptr + d[:, None] * N + n[None, :], tl.sum(weighted * decayed_previous, axis=2),
+                          mask=summary_mask)
+            dB += tl.sum(weighted * u[:, None, :], axis=0)
+            dC += tl.sum(state * dy[:, None, :], axis=0)
+    if not SUMMARY:
+        if ATOMIC_BC:
+            tl.atomic_add(dB_ptr + bc, dB, mask=bc_mask)
+            tl.atomic_add(dC_ptr + bc, dC, mask=bc_mask)
+        else:
+            tl.store(dB_ptr + bc, dB, mask=bc_mask)
+            tl.store(dC_ptr + bc, dC, mask=bc_mask)
 
-    dy = tl.load(dy_ptr + row + t[None, :], mask=t_valid[None, :], other=0.0).to(tl.float32)
-    Cm = tl.load(C_ptr + bc_rows + t[None, :], mask=bc_mask, other=0.0).to(tl.float32)
-    # Adjoint recurrence dh_t = next_decay_t * dh_{t+1} + C_t * dy_t, scanned from the chunk's end.
-    _, _, _, next_decay, _, _, _ = _chunk_tile(
-        u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr, batch, chunk, d_start, group, L, channels, groups,
-        N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
-    cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
-                                                  reverse=True)
-    if SUMMARY:
-        _store_summary(decay_ptr, adj_ptr, summary_offsets, summary_mask, cum_next_decay, adjoint, T, True)
-    else:
-        if HAS_STATE:
-            adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary_offsets, summary_mask)
-        delta, delta_raw, u, decay, inject, Bm, A = _chunk_tile(
-            u_ptr, delta_ptr, A_ptr, bias_ptr, B_ptr, batch, chunk, d_start, group, L, channels, groups,
-            N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
-        cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
-        if HAS_STATE:
-            state = _from_entering(state, cum_decay, fwd_state_ptr, summary_offsets, summary_mask)
-        # a_t * h_{t-1} = h_t - b_t: the decayed previous state, without a shifted copy of the states.
-        decayed_previous = state - inject
-        weighted = adjoint * delta[:, None, :]
-        du = tl.sum(weighted * Bm[None, :, :], axis=1)
-        ddelta = tl.sum(adjoint * (u[:, None, :] * Bm[None, :, :] + A[:, :, None] * decayed_previous), axis=1)
-        if HAS_D:
-            du += tl.load(D_ptr + d).to(tl.float32)[:, None] * dy
-            tl.atomic_add(dD_ptr + d, tl.sum(dy * u, axis=1))
-        if SOFTPLUS:
-            ddelta = ddelta * tl.sigmoid(delta_raw)
-        if HAS_BIAS:
-            tl.atomic_add(dbias_ptr + d, tl.sum(tl.where(t_valid[None, :], ddelta, 0.0), axis=1))
-        tl.store(du_ptr + row + t[None, :], du.to(du_ptr.dtype.element_ty), mask=t_valid[None, :])
-        tl.store(ddelta_ptr + row + t[None, :], ddelta.to(ddelta_ptr.dtype.element_ty), mask=t_valid[None, :])
-        tl.atomic_add(dA_ptr + d[:, None] * N + n[None, :], tl.sum(weighted * decayed_previous, axis=2),
-                      mask=summary_mask)
-        tl.atomic_add(dB_ptr + bc_rows + t[None, :], tl.sum(weighted * u[:, None, :], axis=0), mask=bc_mask)
-        tl.atomic_add(dC_ptr + bc_rows + t[None, :], tl.sum(state * dy[:, None, :], axis=0), mask=bc_mask)
 
-
-def _launch_shape(u: torch.Tensor, B: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_bias: bool, softplus: bool):
+    """(grid, the kernels' shared runtime arguments, their shared compile-time arguments, splits)."""
     batch, channels, length = u.shape
     groups = B.shape[1]
     if channels % groups:
         raise ValueError(f"{channels} channels cannot be split into {groups} groups of B and C")
     per_group = channels // groups
-    return batch, channels, length, groups, per_group, channel_block(per_group)
-
-
-def _common_meta(A: torch.Tensor, block_d: int, has_D: bool, has_bias: bool, softplus: bool) -> dict:
+    block = channel_block(per_group)
+    chunks = num_chunks(length)
+    splits = channel_splits(per_group, block, chunks * groups * batch, u.device)
     d_state = A.shape[1]
-    return dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block_d, T=CHUNK,
+    sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
+    meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
                 HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus)
+    return (chunks, groups * splits, batch), sizes, meta, splits
 
 
 def _carry(decay: torch.Tensor, state: torch.Tensor, reverse: bool) -> None:
@@ -264,47 +295,45 @@ def _carry(decay: torch.Tensor, state: torch.Tensor, reverse: bool) -> None:
 def scan_forward(u, delta, A, B, C, D, delta_bias, delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(y in u's dtype, the fp32 state entering each chunk: (batch, chunks, channels, d_state)).
     All tensors contiguous, on one device; A, D, delta_bias fp32."""
-    batch, channels, length, groups, per_group, block_d = _launch_shape(u, B)
-    chunks = num_chunks(length)
-    meta = _common_meta(A, block_d, D is not None, delta_bias is not None, delta_softplus)
-    grid = (chunks, channels // block_d, batch)
+    grid, sizes, meta, _ = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus)
+    chunks = grid[0]
     y = torch.empty_like(u)
-    entering = torch.zeros(batch, chunks, channels, A.shape[1], device=u.device, dtype=torch.float32)
+    entering = torch.zeros(u.shape[0], chunks, u.shape[1], A.shape[1], device=u.device, dtype=torch.float32)
     dummy = entering  # stands in for absent optional pointers (never read: HAS_* are constexpr)
     args = (u, delta, A, B, C, D if D is not None else dummy, delta_bias if delta_bias is not None else dummy)
     if chunks > 1:
         decay = torch.empty_like(entering)
-        _forward_kernel[grid](*args, y, decay, entering, length, channels, groups, per_group, chunks,
-                              SUMMARY=True, HAS_STATE=False, num_warps=FORWARD_WARPS, **meta)
+        _forward_kernel[grid](*args, y, decay, entering, *sizes, SUMMARY=True, HAS_STATE=False,
+                              num_warps=FORWARD_WARPS, **meta)
         _carry(decay, entering, reverse=False)
-    _forward_kernel[grid](*args, y, dummy, entering, length, channels, groups, per_group, chunks,
-                          SUMMARY=False, HAS_STATE=chunks > 1, num_warps=FORWARD_WARPS, **meta)
+    _forward_kernel[grid](*args, y, dummy, entering, *sizes, SUMMARY=False, HAS_STATE=chunks > 1,
+                          num_warps=FORWARD_WARPS, **meta)
     return y, entering
 
 
 def scan_backward(dy, u, delta, A, B, C, D, delta_bias, entering, delta_softplus: bool):
     """Gradients (du, ddelta, dA, dB, dC, dD, ddelta_bias) of the scan; dD / ddelta_bias are None where
     D / delta_bias are. u, delta, dy keep their dtype in du, ddelta; B, C in dB, dC; the rest is fp32."""
-    batch, channels, length, groups, per_group, block_d = _launch_shape(u, B)
-    chunks = num_chunks(length)
-    meta = _common_meta(A, block_d, D is not None, delta_bias is not None, delta_softplus)
-    grid = (chunks, channels // block_d, batch)
+    grid, sizes, meta, splits = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus)
+    chunks = grid[0]
+    channels = u.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dA = torch.zeros(A.shape, **f32)
-    dB, dC = torch.zeros(B.shape, **f32), torch.zeros(C.shape, **f32)
+    # Written whole by one program per (chunk, group, batch), or added to by several.
+    bc_buffer = torch.zeros if splits > 1 else torch.empty
+    dB, dC = bc_buffer(B.shape, **f32), bc_buffer(C.shape, **f32)
     dD, dbias = torch.zeros(channels, **f32), torch.zeros(channels, **f32)
     adjoint_from_right = torch.zeros_like(entering)
     inputs = (u, delta, A, B, C, D if D is not None else dD, delta_bias if delta_bias is not None else dbias, dy,
               entering)
+    common = dict(num_warps=BACKWARD_WARPS, ATOMIC_BC=splits > 1, **meta)
     if chunks > 1:
         decay = torch.empty_like(entering)
         _backward_kernel[grid](*inputs, decay, adjoint_from_right, du, ddelta, dA, dB, dC, dD, dbias,
-                               length, channels, groups, per_group, chunks, SUMMARY=True, HAS_STATE=False,
-                               num_warps=BACKWARD_WARPS, **meta)
+                               *sizes, SUMMARY=True, HAS_STATE=False, **common)
         _carry(decay, adjoint_from_right, reverse=True)
     _backward_kernel[grid](*inputs, entering, adjoint_from_right, du, ddelta, dA, dB, dC, dD, dbias,
-                           length, channels, groups, per_group, chunks, SUMMARY=False, HAS_STATE=chunks > 1,
-                           num_warps=BACKWARD_WARPS, **meta)
+                           *sizes, SUMMARY=False, HAS_STATE=chunks > 1, **common)
     return (du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD if D is not None else None,
             dbias if delta_bias is not None else None)
