@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
 
 def _cpu_model() -> str:
@@ -69,9 +70,11 @@ def steady_state_peak(fn: Callable[[], object], device: torch.device, steps: int
     return (torch.cuda.max_memory_allocated(device) / 2 ** 30, torch.cuda.max_memory_reserved(device) / 2 ** 30)
 
 
-def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> torch.Tensor:
-    """nnU-Net's deep-supervision loss (its DeepSupervisionWrapper and weights 1, 1/2, 1/4, ... normalised) over
-    nnU-Net's cross-entropy, each output against the target resized to it.
+def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False, batch_dice: bool = False) -> torch.Tensor:
+    """nnU-Net's training loss, built as ``nnUNetTrainer._build_loss`` builds it for a plan without regions or
+    an ignore label: Dice (``MemoryEfficientSoftDiceLoss``, background left out) + cross-entropy, wrapped in its
+    ``DeepSupervisionWrapper`` with weights 1, 1/2, 1/4, ... normalised; each output against the target
+    resized to it. ``batch_dice``: the plan's (False in nnU-Net's 3d_fullres plans, True in its 2d ones).
 
     nnU-Net zeroes the lowest-resolution output's weight; under DDP it uses 1e-6 instead, because
     DistributedDataParallel fails on parameters (that head) that get no gradient.
@@ -80,8 +83,10 @@ def deep_supervision_loss(outputs, target: torch.Tensor, ddp: bool = False) -> t
     weights = np.array([1 / 2 ** i for i in range(len(outputs))])
     if len(weights) > 1:
         weights[-1] = 1e-6 if ddp else 0.0
+    loss = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {}, weight_ce=1,
+                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
     targets = [F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest") for out in outputs]
-    return DeepSupervisionWrapper(RobustCrossEntropyLoss(), weights / weights.sum())(outputs, targets)
+    return DeepSupervisionWrapper(loss, weights / weights.sum())(outputs, targets)
 
 
 def training_step(net: torch.nn.Module, patch_size, classes: int, batch: int, device: torch.device,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..nnunet_cli import nnunet_command
-from ..training.pipeline_benchmark import RESULT_FILE
+from .pipeline_trainer import RESULT_FILE
 from .report import add_ratios, markdown_table
 
 DEFAULT_TRAINERS = ("nnUNetTrainerBenchmarkPipeline_5epochs", "nnUNetTrainerSegResMambaBenchmark_5epochs")

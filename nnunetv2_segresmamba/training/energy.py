@@ -22,6 +22,8 @@ from os.path import join
 import torch
 import torch.distributed as dist
 
+from ..benchmarking.nvml import GpuEnergyCounter
+
 GRID_INTENSITY_ENV = "SEGRESMAMBA_GRID_INTENSITY"
 DEFAULT_GRID_INTENSITY = 0.61  # kg CO2eq / kWh, AWS eu-central-1, as in the paper
 LOG_KEY = "epoch_energy_kJ"
@@ -30,43 +32,6 @@ JOULES_PER_KWH = 3.6e6
 
 def grid_intensity() -> float:
     return float(os.environ.get(GRID_INTENSITY_ENV, DEFAULT_GRID_INTENSITY))
-
-
-class GpuEnergyCounter:
-    """Reads NVML's energy counter (millijoules since the driver loaded) of one CUDA device."""
-
-    def __init__(self, handle, nvml) -> None:
-        self._handle, self._nvml = handle, nvml
-
-    @classmethod
-    def open(cls, device: torch.device, nvml=None) -> tuple["GpuEnergyCounter | None", str]:
-        """(counter, "") or (None, why not)."""
-        if device.type != "cuda":
-            return None, f"the device is {device.type}, not a CUDA GPU"
-        try:
-            if nvml is None:
-                import pynvml as nvml
-            nvml.nvmlInit()
-            handle = cls._handle_for(device, nvml)
-            nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        except ImportError:
-            return None, "nvidia-ml-py is not installed (pip install 'nnunetv2-segresmamba[energy]')"
-        except Exception as error:  # NVMLError_NotSupported on GPUs older than Volta, no driver, ...
-            return None, f"NVML cannot read the energy counter ({type(error).__name__}: {error})"
-        return cls(handle, nvml), ""
-
-    @staticmethod
-    def _handle_for(device: torch.device, nvml):
-        # NVML numbers GPUs physically, CUDA after CUDA_VISIBLE_DEVICES: match them by PCI bus id.
-        props = torch.cuda.get_device_properties(device)
-        bus_id = getattr(props, "pci_bus_id", None)
-        if bus_id is not None:
-            domain = getattr(props, "pci_domain_id", 0)
-            return nvml.nvmlDeviceGetHandleByPciBusId(f"{domain:08x}:{bus_id:02x}:{props.pci_device_id:02x}.0")
-        return nvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-
-    def joules(self) -> float:
-        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
 
 
 class EnergyLoggingMixin:

@@ -7,7 +7,7 @@ from nnunetv2.training.nnUNetTrainer.variants.benchmarking.nnUNetTrainerBenchmar
 
 from ..nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
 from .cuda_graphs import nnUNetTrainerSegResMambaCudaGraphs
-from ..pipeline_benchmark import PipelineBenchmarkMixin
+from ...benchmarking.pipeline_trainer import PipelineBenchmarkMixin
 
 
 class nnUNetTrainerBenchmarkPipeline_5epochs(PipelineBenchmarkMixin, nnUNetTrainerBenchmark_5epochs):

@@ -18,7 +18,7 @@ from os.path import join
 
 import torch
 
-from .energy import GpuEnergyCounter
+from .nvml import nvml_handle
 
 RESULT_FILE = "pipeline_benchmark.json"
 WARMUP_EPOCHS = 1
@@ -31,7 +31,7 @@ class _UtilisationSampler(threading.Thread):
         super().__init__(daemon=True)
         import pynvml
         pynvml.nvmlInit()
-        self._nvml, self._handle = pynvml, GpuEnergyCounter._handle_for(device, pynvml)
+        self._nvml, self._handle = pynvml, nvml_handle(device, pynvml)
         self._interval, self._stop_event, self.samples = interval_s, threading.Event(), []
 
     def run(self) -> None:
