@@ -61,14 +61,17 @@ def assert_matches_float64(batch, channels, d_state, groups, length, seed):
         assert rel(g, g_ref) < 1e-4, name
 
 
-@pytest.mark.parametrize("programs_per_sm,max_channel_block", [(1, 1), (4096, 1), (4096, 2)])
-def test_every_split_of_a_group_over_programs_gives_the_same_gradients(monkeypatch, programs_per_sm,
-                                                                       max_channel_block):
+@pytest.mark.parametrize("programs_per_sm,max_channel_block,summary_by_sums",
+                         [(1, 1, 0), (4096, 1, 0), (4096, 2, 0), (1, 1, 1), (4096, 2, 1)])
+def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, programs_per_sm, max_channel_block,
+                                                       summary_by_sums):
     # One program per group and chunk (B/C gradients stored), or a group's channels split over several
-    # programs (B/C gradients added atomically), one or two channels per loop iteration.
+    # programs (B/C gradients added atomically), one or two channels per loop iteration; the chunk summaries
+    # from scans or from sums.
     from nnunetv2_segresmamba.ssm.kernels import triton_scan
     monkeypatch.setattr(triton_scan, "PROGRAMS_PER_SM", programs_per_sm)
     monkeypatch.setattr(triton_scan, "MAX_CHANNEL_BLOCK", max_channel_block)
+    monkeypatch.setattr(triton_scan, "SUMMARY_BY_SUMS", summary_by_sums)
     batch, channels, groups = 1, 8, 2
     sm = triton_scan._multiprocessors(DEVICE)
     block = triton_scan.channel_block(channels // groups)

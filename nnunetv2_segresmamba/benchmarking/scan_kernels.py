@@ -18,7 +18,8 @@ from ..network.tom import SCAN_ORDERS
 from .baselines import nnunet_topology
 
 COLUMNS = ["setting", "scans", "forward_ms", "forward_ms_ratio", "backward_ms", "backward_ms_ratio"]
-SETTABLE = ("CHUNK", "MAX_CHANNEL_BLOCK", "PROGRAMS_PER_SM", "CARRY_BLOCK", "FORWARD_WARPS", "BACKWARD_WARPS")
+SETTABLE = ("CHUNK", "MAX_CHANNEL_BLOCK", "PROGRAMS_PER_SM", "SUMMARY_BY_SUMS", "CARRY_BLOCK", "FORWARD_WARPS",
+            "BACKWARD_WARPS")
 
 
 @dataclass(frozen=True)

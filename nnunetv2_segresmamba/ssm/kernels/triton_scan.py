@@ -38,6 +38,8 @@ CHUNK = 32
 MAX_CHANNEL_BLOCK = 1
 # Programs wanted per multiprocessor: a group's channels are split over several programs until there are.
 PROGRAMS_PER_SM = 4
+# Step 1's chunk summaries from cumulative sums of delta (1) rather than from a scan over the states (0).
+SUMMARY_BY_SUMS = 0
 # (batch, channel, state) elements per program of the sequential pass over chunks.
 CARRY_BLOCK = 256
 # Warps per program of the chunk kernels. One warp keeps each scan and sum within a warp (no shared memory):
@@ -155,7 +157,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
+                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, SUMMARY_BY_SUMS: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
@@ -164,16 +166,26 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
     Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
     Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
     for d_start in range(first, first + channels_per_program, BLOCK_D):
-        delta, _, _, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+        delta, _, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
                                      N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
         rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
         u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-        cum_decay, state = tl.associative_scan((decay, (delta * u)[:, None, :] * Bm[None, :, :]), 2, _compose)
+        inject = (delta * u)[:, None, :] * Bm[None, :, :]
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
-            tl.store(decay_ptr + summary, _token(cum_decay, T, T - 1), mask=summary_mask)
-            tl.store(state_ptr + summary, _token(state, T, T - 1), mask=summary_mask)
+            if SUMMARY_BY_SUMS:
+                # The end state from zero, sum_t b_t * exp(A * (delta_{t+1} + ... + delta_last)), and the total
+                # decay exp(A * sum delta): one cumulative sum of delta per channel, no scan over the states.
+                later = tl.sum(delta, axis=1)[:, None] - tl.cumsum(delta, axis=1)
+                tl.store(decay_ptr + summary, tl.exp(A * tl.sum(delta, axis=1)[:, None]), mask=summary_mask)
+                tl.store(state_ptr + summary, tl.sum(inject * tl.exp(A[:, :, None] * later[:, None, :]), axis=2),
+                         mask=summary_mask)
+            else:
+                cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
+                tl.store(decay_ptr + summary, _token(cum_decay, T, T - 1), mask=summary_mask)
+                tl.store(state_ptr + summary, _token(state, T, T - 1), mask=summary_mask)
         else:
+            cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
                 state = _from_entering(state, cum_decay, state_ptr, summary, summary_mask)
             y = tl.sum(state * Cm[None, :, :], axis=1)
@@ -206,7 +218,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                      L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr):
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr,
+                     SUMMARY_BY_SUMS: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
     the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
     programs add to the same B/C gradients (a group split over several programs)."""
@@ -223,15 +236,26 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
         rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
         dy = tl.load(dy_ptr + rows, mask=valid, other=0.0).to(tl.float32)
         # Adjoint recurrence dh_t = next_decay_t * dh_{t+1} + C_t * dy_t, scanned from the chunk's end.
-        _, _, _, next_decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
-                                      N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
-        cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
-                                                      reverse=True)
+        next_delta, _, A, next_decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
+                                               N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
-            tl.store(decay_ptr + summary, _token(cum_next_decay, T, 0), mask=summary_mask)
-            tl.store(adj_ptr + summary, _token(adjoint, T, 0), mask=summary_mask)
+            if SUMMARY_BY_SUMS:
+                # dh at the first token from a zero right boundary, sum_t C_t dy_t exp(A (delta_1 + ... + delta_t)),
+                # and the product of the shifted decays: cumulative sums of the shifted delta, no scan.
+                earlier = tl.cumsum(next_delta, axis=1) - next_delta
+                tl.store(decay_ptr + summary, tl.exp(A * tl.sum(next_delta, axis=1)[:, None]), mask=summary_mask)
+                first_token = tl.sum(Cm[None, :, :] * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
+                                     axis=2)
+                tl.store(adj_ptr + summary, first_token, mask=summary_mask)
+            else:
+                cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2,
+                                                              _compose, reverse=True)
+                tl.store(decay_ptr + summary, _token(cum_next_decay, T, 0), mask=summary_mask)
+                tl.store(adj_ptr + summary, _token(adjoint, T, 0), mask=summary_mask)
         else:
+            cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
+                                                          reverse=True)
             if HAS_STATE:
                 adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary, summary_mask)
             delta, delta_raw, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
@@ -281,7 +305,7 @@ def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_
     d_state = A.shape[1]
     sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
     meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
-                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus)
+                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, SUMMARY_BY_SUMS=bool(SUMMARY_BY_SUMS))
     return (chunks, groups * splits, batch), sizes, meta, splits
 
 
