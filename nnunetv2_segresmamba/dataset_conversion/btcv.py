@@ -38,6 +38,8 @@ which is nnU-Net's default split: train folds 0-4 and no split file is needed.
 
 from __future__ import annotations
 
+from . import raw_dataset_folder
+
 import argparse
 import json
 import os
@@ -105,12 +107,7 @@ def convert(raw_dir: Path, dataset_id: int, nnunet_raw: Path) -> Path:
     Re-running overwrites the same files; another dataset with the same id is refused (nnU-Net would be
     unable to tell them apart)."""
     cases = training_cases(find_training_folder(Path(raw_dir)))
-    target = Path(nnunet_raw) / dataset_name(dataset_id)
-    clash = [p.name for p in Path(nnunet_raw).glob(f"Dataset{dataset_id:03d}_*") if p != target]
-    if clash:
-        raise FileExistsError(f"id {dataset_id} is taken in {nnunet_raw} by {', '.join(clash)}: choose another --id")
-    (target / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (target / "labelsTr").mkdir(parents=True, exist_ok=True)
+    target = raw_dataset_folder(nnunet_raw, dataset_name(dataset_id), dataset_id)
     for number, (image, label) in cases.items():
         shutil.copyfile(image, target / "imagesTr" / f"{case_identifier(number)}_0000{FILE_ENDING}")
         shutil.copyfile(label, target / "labelsTr" / f"{case_identifier(number)}{FILE_ENDING}")

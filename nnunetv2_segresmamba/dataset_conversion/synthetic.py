@@ -14,6 +14,8 @@ planner keeps the whole 128^3 volume as the patch.
 
 from __future__ import annotations
 
+from . import raw_dataset_folder
+
 import argparse
 import os
 from pathlib import Path
@@ -66,12 +68,7 @@ def make_dataset(nnunet_raw: Path, dataset_id: int, cases: int, shape: tuple[int
         raise ValueError(f"{cases} cases: nnU-Net's 5-fold cross-validation needs at least 5")
     if min(shape) < 16:
         raise ValueError(f"shape {list(shape)}: use at least 16 voxels per axis")
-    target = Path(nnunet_raw) / dataset_name(dataset_id)
-    clash = [p.name for p in Path(nnunet_raw).glob(f"Dataset{dataset_id:03d}_*") if p != target]
-    if clash:
-        raise FileExistsError(f"id {dataset_id} is taken in {nnunet_raw} by {', '.join(clash)}: choose another --id")
-    (target / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (target / "labelsTr").mkdir(parents=True, exist_ok=True)
+    target = raw_dataset_folder(nnunet_raw, dataset_name(dataset_id), dataset_id)
     for number in range(cases):
         image, labels = synthetic_case(shape, seed * 100003 + number)
         case = f"synthetic_{number:03d}"
