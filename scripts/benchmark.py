@@ -19,7 +19,7 @@ with ``--baseline-compile default`` against PlainConvUNet as nnU-Net trains it.
 ``tom``: one Tri-oriented Mamba layer, forward + backward, per scan backend, as ratios to the first backend.
 ``scan``: the Triton scan kernels alone, at every scan of one SegResMamba training step for the first --case
 (default: the Hippocampus plan), under kernel settings (constants of ssm/kernels/triton_scan.py), as ratios to
-the first setting.
+the first setting (``--by-scan``: one row per setting and scan).
 ``predict``: one real Hippocampus case through the whole ``nnUNetv2_predict``, SegResMamba against
 nnUNetTrainer. Writes JSON and markdown (and a plot for ``networks``) under --out and prints the table; every
 table names the device.
@@ -64,6 +64,7 @@ def main() -> None:
                         help="predict: nnU-Net trainer names, the first is the baseline")
     parser.add_argument("--settings", nargs="+", default=["default"],
                         help="scan: kernel settings NAME=VALUE[,NAME=VALUE...] or default; the first is the baseline")
+    parser.add_argument("--by-scan", action="store_true", help="scan: a row per scan, not their sums")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     args = parser.parse_args()
     if args.repeats is None:
@@ -81,8 +82,8 @@ def main() -> None:
         columns = tom.COLUMNS
     elif args.what == "scan":
         case = (args.cases or [networks.Case((40, 56, 40), 3, 7)])[0]
-        rows = scan_kernels.run(case.patch, case.classes, case.batch, args.settings, device)
-        columns = scan_kernels.COLUMNS
+        rows = scan_kernels.run(case.patch, case.classes, case.batch, args.settings, device, args.by_scan)
+        columns = scan_kernels.BY_SCAN_COLUMNS if args.by_scan else scan_kernels.COLUMNS
     else:
         from nnunetv2_segresmamba.benchmarking.predict_timing import time_predict  # needs nnU-Net's CLI
         rows = time_predict(args, device)

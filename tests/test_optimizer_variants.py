@@ -3,6 +3,7 @@
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -45,3 +46,31 @@ def test_weight_decay_skips_the_state_space_parameters(trainer_class, optimizer_
         expected = 0.0 if name.endswith(("A_log", ".D")) else 3e-5
         assert decay_of[id(p)] == expected, name
     assert optimizer.param_groups[0]["lr"] == lr
+
+
+def test_the_default_optimizer_is_nnunets_sgd_and_its_fused_form_makes_the_same_updates():
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba
+
+    def trainer_like(network: torch.nn.Module, fused: bool) -> SimpleNamespace:
+        return SimpleNamespace(network=network, initial_lr=1e-2, weight_decay=3e-5, num_epochs=10,
+                               fuses_optimizer=lambda: fused)
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3), torch.nn.InstanceNorm3d(4, affine=True),
+                               torch.nn.Conv3d(4, 2, 1))
+    theirs, initial = copy.deepcopy(ours), copy.deepcopy(ours)
+    fused, _ = nnUNetTrainerSegResMamba.configure_optimizers(trainer_like(ours, True))
+    reference, _ = nnUNetTrainer.configure_optimizers(trainer_like(theirs, False))
+    assert fused.defaults["fused"] and not reference.defaults.get("fused")
+    assert {k: v for k, v in fused.defaults.items() if k not in ("fused", "foreach")} == \
+        {k: v for k, v in reference.defaults.items() if k not in ("fused", "foreach")}
+    for step in range(3):
+        x = torch.randn(2, 1, 6, 6, 6, generator=torch.Generator().manual_seed(step))
+        for network, optimizer in ((ours, fused), (theirs, reference)):
+            optimizer.zero_grad()
+            network(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert max((a - b).abs().max() for a, b in zip(ours.parameters(), initial.parameters())) > 1e-3  # it trained

@@ -61,22 +61,22 @@ def assert_matches_float64(batch, channels, d_state, groups, length, seed):
         assert rel(g, g_ref) < 1e-4, name
 
 
-@pytest.mark.parametrize("programs_per_sm,max_channel_block,summary_by_sums",
-                         [(1, 1, 0), (4096, 1, 0), (4096, 2, 0), (1, 1, 1), (4096, 2, 1)])
-def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, programs_per_sm, max_channel_block,
-                                                       summary_by_sums):
+@pytest.mark.parametrize("forward_programs_per_sm,backward_programs_per_sm,max_channel_block",
+                         [(1, 1, 1), (4096, 4096, 1), (4096, 4096, 2), (4096, 1, 2), (1, 4096, 1)])
+def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, forward_programs_per_sm, backward_programs_per_sm,
+                                                       max_channel_block):
     # One program per group and chunk (B/C gradients stored), or a group's channels split over several
-    # programs (B/C gradients added atomically), one or two channels per loop iteration; the chunk summaries
-    # from scans or from sums.
+    # programs (B/C gradients added atomically), in either pass; one or two channels per loop iteration.
     from nnunetv2_segresmamba.ssm.kernels import triton_scan
-    monkeypatch.setattr(triton_scan, "PROGRAMS_PER_SM", programs_per_sm)
+    monkeypatch.setattr(triton_scan, "FORWARD_PROGRAMS_PER_SM", forward_programs_per_sm)
+    monkeypatch.setattr(triton_scan, "BACKWARD_PROGRAMS_PER_SM", backward_programs_per_sm)
     monkeypatch.setattr(triton_scan, "MAX_CHANNEL_BLOCK", max_channel_block)
-    monkeypatch.setattr(triton_scan, "SUMMARY_BY_SUMS", summary_by_sums)
     batch, channels, groups = 1, 8, 2
     sm = triton_scan._multiprocessors(DEVICE)
     block = triton_scan.channel_block(channels // groups)
-    splits = triton_scan.channel_splits(channels // groups, block, 2 * groups * batch, DEVICE)
-    assert block == max_channel_block and (splits > 1) == (programs_per_sm * sm > 2 * groups * batch)
+    splits = triton_scan.channel_splits(channels // groups, block, 2 * groups * batch, backward_programs_per_sm,
+                                        DEVICE)
+    assert block == max_channel_block and (splits > 1) == (backward_programs_per_sm * sm > 2 * groups * batch)
     assert_matches_float64(batch, channels, 16, groups, 70, seed=11)
 
 

@@ -3,7 +3,8 @@
 A setting overrides constants of ``ssm/kernels/triton_scan.py`` for the time of its measurement
 (``"CHUNK=32,FORWARD_WARPS=1"``; ``"default"`` keeps the module's values). Each row is one setting: forward
 and backward time summed over the network's scans (fp16 inputs, the median of ``triton.testing.do_bench``),
-as ratios to the first setting. This is how the module's constants were chosen.
+as ratios to the first setting; with ``by_scan`` one row per setting and scan, to see which scans set the time.
+This is how the module's constants were chosen.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from ..network.tom import SCAN_ORDERS
 from .baselines import nnunet_topology
 
 COLUMNS = ["setting", "scans", "forward_ms", "forward_ms_ratio", "backward_ms", "backward_ms_ratio"]
-SETTABLE = ("CHUNK", "MAX_CHANNEL_BLOCK", "PROGRAMS_PER_SM", "SUMMARY_BY_SUMS", "CARRY_BLOCK", "FORWARD_WARPS",
-            "BACKWARD_WARPS")
+BY_SCAN_COLUMNS = ["setting", "scan", "forward_ms", "forward_ms_ratio", "backward_ms", "backward_ms_ratio"]
+SETTABLE = ("CHUNK", "MAX_CHANNEL_BLOCK", "FORWARD_PROGRAMS_PER_SM", "BACKWARD_PROGRAMS_PER_SM", "CARRY_BLOCK",
+            "FORWARD_WARPS", "BACKWARD_WARPS", "FORWARD_STAGES", "BACKWARD_STAGES")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class ScanShape:
     length: int
     groups: int
     d_state: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.batch}x{self.channels}x{self.length}"
 
 
 def network_scan_shapes(patch_size: tuple[int, ...], num_classes: int, batch: int) -> list[ScanShape]:
@@ -93,29 +99,37 @@ def _inputs(shape: ScanShape, device: torch.device) -> dict[str, torch.Tensor]:
                 delta_bias=torch.randn(shape.channels, device=device, generator=g) * 0.5, dy=randn(*activations))
 
 
-def time_setting(shapes: list[ScanShape], setting: dict[str, int], device: torch.device) -> tuple[float, float]:
-    """(forward ms, backward ms), each summed over ``shapes``."""
+def time_setting(shapes: list[ScanShape], setting: dict[str, int], device: torch.device) -> list[tuple[float, float]]:
+    """(forward ms, backward ms) of each of ``shapes``."""
     from triton.testing import do_bench
-    forward = backward = 0.0
+    times = []
     with kernel_setting(setting) as kernels:
         for shape in shapes:
             x = _inputs(shape, device)
             args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["delta_bias"])
             _, entering = kernels.scan_forward(*args, True)
-            forward += do_bench(lambda: kernels.scan_forward(*args, True), return_mode="median")
-            backward += do_bench(lambda: kernels.scan_backward(x["dy"], *args, entering, True), return_mode="median")
-    return forward, backward
+            times.append((do_bench(lambda: kernels.scan_forward(*args, True), return_mode="median"),
+                          do_bench(lambda: kernels.scan_backward(x["dy"], *args, entering, True),
+                                   return_mode="median")))
+    return times
 
 
 def run(patch_size: tuple[int, ...], num_classes: int, batch: int, settings: list[str],
-        device: torch.device) -> list[dict]:
+        device: torch.device, by_scan: bool = False) -> list[dict]:
     shapes = network_scan_shapes(patch_size, num_classes, batch)
     rows = []
     for text in settings:
         print(f"[scan] {text}", flush=True)
-        forward, backward = time_setting(shapes, parse_setting(text), device)
-        rows.append(dict(setting=text, scans=len(shapes), forward_ms=forward, backward_ms=backward))
-    for row in rows:
-        row["forward_ms_ratio"] = row["forward_ms"] / rows[0]["forward_ms"]
-        row["backward_ms_ratio"] = row["backward_ms"] / rows[0]["backward_ms"]
+        times = time_setting(shapes, parse_setting(text), device)
+        if by_scan:
+            rows += [dict(setting=text, scan=shape.label, forward_ms=forward, backward_ms=backward)
+                     for shape, (forward, backward) in zip(shapes, times)]
+        else:
+            rows.append(dict(setting=text, scans=len(shapes), forward_ms=sum(t[0] for t in times),
+                             backward_ms=sum(t[1] for t in times)))
+    per_setting = len(shapes) if by_scan else 1
+    for i, row in enumerate(rows):
+        baseline = rows[i % per_setting]  # the first setting's row of the same scan
+        row["forward_ms_ratio"] = row["forward_ms"] / baseline["forward_ms"]
+        row["backward_ms_ratio"] = row["backward_ms"] / baseline["backward_ms"]
     return rows

@@ -4,11 +4,12 @@ that ships with CUDA builds of PyTorch.
 The recurrence h_t = a_t * h_{t-1} + b_t (a_t = exp(delta_t * A), b_t = delta_t * u_t * B_t) is
 evaluated in chunks of ``CHUNK`` tokens, in three launches:
 
-1. every chunk at once, from a zero state: a parallel scan over the chunk's tokens (``tl.associative_scan``
-   with the composition of affine maps), keeping only the chunk's total decay and end state;
+1. every chunk at once, from a zero state: the chunk's total decay exp(A * sum delta) and its end state,
+   sum_t b_t * exp(A * (delta_{t+1} + ... + delta_last)), from one cumulative sum of delta per channel (every
+   exponent is <= 0, so nothing overflows) rather than from a scan over the states;
 2. the state entering each chunk: one short sequential pass over the chunks per (batch, channel, state);
-3. every chunk at once again, from its true entering state: the states and the read-out
-   y_t = <C_t, h_t> + D * u_t.
+3. every chunk at once again, from its true entering state: the states (a parallel scan over the chunk's
+   tokens, ``tl.associative_scan`` with the composition of affine maps) and the read-out y_t = <C_t, h_t> + D * u_t.
 
 The backward pass runs the same three launches on the adjoint recurrence
 dh_t = C_t * dy_t + a_{t+1} * dh_{t+1} (a reverse scan), recomputes the forward states of each chunk from
@@ -37,15 +38,24 @@ CHUNK = 32
 # Channels per loop iteration of a program (at most; fewer where the channels of one B/C group need it).
 MAX_CHANNEL_BLOCK = 1
 # Programs wanted per multiprocessor: a group's channels are split over several programs until there are.
-PROGRAMS_PER_SM = 4
-# Step 1's chunk summaries from cumulative sums of delta (1) rather than from a scan over the states (0).
-SUMMARY_BY_SUMS = 0
+# The backward pass pays for each split with an atomic add of the B/C gradients, the forward pass only with
+# loading the group's B and C once more.
+FORWARD_PROGRAMS_PER_SM = 16
+BACKWARD_PROGRAMS_PER_SM = 4
 # (batch, channel, state) elements per program of the sequential pass over chunks.
 CARRY_BLOCK = 256
 # Warps per program of the chunk kernels. One warp keeps each scan and sum within a warp (no shared memory):
 # measured fastest at CHUNK 32 (docs/benchmarks.md, "Scan kernels").
 FORWARD_WARPS = 1
 BACKWARD_WARPS = 1
+# Software-pipelining stages of the chunk kernels' loops over channels (the next channels' loads issued while
+# this one computes); 0 leaves Triton's default.
+FORWARD_STAGES = 0
+BACKWARD_STAGES = 0
+
+
+def _stages(stages: int) -> dict:
+    return dict(num_stages=stages) if stages else {}
 
 
 def num_chunks(length: int) -> int:
@@ -64,11 +74,11 @@ def _multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
 
 
-def channel_splits(channels_per_group: int, block: int, programs: int, device: torch.device) -> int:
+def channel_splits(channels_per_group: int, block: int, programs: int, programs_per_sm: int,
+                   device: torch.device) -> int:
     """Into how many programs one group's channels are split: the fewest (a power of two) that give
-    PROGRAMS_PER_SM programs per multiprocessor, each still looping over whole channel blocks. More splits
-    mean more parallel programs but one atomic add of the B/C gradients per split."""
-    target = PROGRAMS_PER_SM * _multiprocessors(device)
+    ``programs_per_sm`` programs per multiprocessor, each still looping over whole channel blocks."""
+    target = programs_per_sm * _multiprocessors(device)
     splits = 1
     while programs * splits < target and channels_per_group % (2 * splits * block) == 0:
         splits *= 2
@@ -131,12 +141,6 @@ def _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
 
 
 @triton.jit
-def _token(x, T: tl.constexpr, AT: tl.constexpr):
-    """x[..., AT] of a [D, N, T] tile, as [D, N]."""
-    return tl.sum(tl.where((tl.arange(0, T) == AT)[None, None, :], x, 0.0), axis=2)
-
-
-@triton.jit
 def _from_entering(local, cum_decay, entering_ptr, offsets, mask):
     """A chunk's states scanned from a zero start, moved onto the true state entering the chunk (which step 2
     wrote at ``entering_ptr``): h_t = local_t + (decay_1 * ... * decay_t) * h_entering."""
@@ -157,7 +161,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, SUMMARY_BY_SUMS: tl.constexpr):
+                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
@@ -173,17 +177,11 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
         inject = (delta * u)[:, None, :] * Bm[None, :, :]
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
-            if SUMMARY_BY_SUMS:
-                # The end state from zero, sum_t b_t * exp(A * (delta_{t+1} + ... + delta_last)), and the total
-                # decay exp(A * sum delta): one cumulative sum of delta per channel, no scan over the states.
-                later = tl.sum(delta, axis=1)[:, None] - tl.cumsum(delta, axis=1)
-                tl.store(decay_ptr + summary, tl.exp(A * tl.sum(delta, axis=1)[:, None]), mask=summary_mask)
-                tl.store(state_ptr + summary, tl.sum(inject * tl.exp(A[:, :, None] * later[:, None, :]), axis=2),
-                         mask=summary_mask)
-            else:
-                cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
-                tl.store(decay_ptr + summary, _token(cum_decay, T, T - 1), mask=summary_mask)
-                tl.store(state_ptr + summary, _token(state, T, T - 1), mask=summary_mask)
+            # The end state from zero and the total decay, from the delta still to come after each token.
+            later = tl.sum(delta, axis=1)[:, None] - tl.cumsum(delta, axis=1)
+            tl.store(decay_ptr + summary, tl.exp(A * tl.sum(delta, axis=1)[:, None]), mask=summary_mask)
+            tl.store(state_ptr + summary, tl.sum(inject * tl.exp(A[:, :, None] * later[:, None, :]), axis=2),
+                     mask=summary_mask)
         else:
             cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
@@ -218,8 +216,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                      L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr,
-                     SUMMARY_BY_SUMS: tl.constexpr):
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
     the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
     programs add to the same B/C gradients (a group split over several programs)."""
@@ -240,19 +237,13 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                                                N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
-            if SUMMARY_BY_SUMS:
-                # dh at the first token from a zero right boundary, sum_t C_t dy_t exp(A (delta_1 + ... + delta_t)),
-                # and the product of the shifted decays: cumulative sums of the shifted delta, no scan.
-                earlier = tl.cumsum(next_delta, axis=1) - next_delta
-                tl.store(decay_ptr + summary, tl.exp(A * tl.sum(next_delta, axis=1)[:, None]), mask=summary_mask)
-                first_token = tl.sum(Cm[None, :, :] * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
-                                     axis=2)
-                tl.store(adj_ptr + summary, first_token, mask=summary_mask)
-            else:
-                cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2,
-                                                              _compose, reverse=True)
-                tl.store(decay_ptr + summary, _token(cum_next_decay, T, 0), mask=summary_mask)
-                tl.store(adj_ptr + summary, _token(adjoint, T, 0), mask=summary_mask)
+            # dh at the first token from a zero right boundary, sum_t C_t dy_t exp(A (delta_1 + ... + delta_t)),
+            # and the product of the shifted decays: cumulative sums of the shifted delta, no scan.
+            earlier = tl.cumsum(next_delta, axis=1) - next_delta
+            tl.store(decay_ptr + summary, tl.exp(A * tl.sum(next_delta, axis=1)[:, None]), mask=summary_mask)
+            first_token = tl.sum(Cm[None, :, :] * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
+                                 axis=2)
+            tl.store(adj_ptr + summary, first_token, mask=summary_mask)
         else:
             cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
                                                           reverse=True)
@@ -292,7 +283,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
             tl.store(dC_ptr + bc, dC, mask=bc_mask)
 
 
-def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_bias: bool, softplus: bool):
+def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_bias: bool, softplus: bool,
+            programs_per_sm: int):
     """(grid, the kernels' shared runtime arguments, their shared compile-time arguments, splits)."""
     batch, channels, length = u.shape
     groups = B.shape[1]
@@ -301,11 +293,11 @@ def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_
     per_group = channels // groups
     block = channel_block(per_group)
     chunks = num_chunks(length)
-    splits = channel_splits(per_group, block, chunks * groups * batch, u.device)
+    splits = channel_splits(per_group, block, chunks * groups * batch, programs_per_sm, u.device)
     d_state = A.shape[1]
     sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
     meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
-                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, SUMMARY_BY_SUMS=bool(SUMMARY_BY_SUMS))
+                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus)
     return (chunks, groups * splits, batch), sizes, meta, splits
 
 
@@ -319,7 +311,8 @@ def _carry(decay: torch.Tensor, state: torch.Tensor, reverse: bool) -> None:
 def scan_forward(u, delta, A, B, C, D, delta_bias, delta_softplus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(y in u's dtype, the fp32 state entering each chunk: (batch, chunks, channels, d_state)).
     All tensors contiguous, on one device; A, D, delta_bias fp32."""
-    grid, sizes, meta, _ = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus)
+    grid, sizes, meta, _ = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus,
+                                   FORWARD_PROGRAMS_PER_SM)
     chunks = grid[0]
     y = torch.empty_like(u)
     entering = torch.zeros(u.shape[0], chunks, u.shape[1], A.shape[1], device=u.device, dtype=torch.float32)
@@ -328,17 +321,18 @@ def scan_forward(u, delta, A, B, C, D, delta_bias, delta_softplus: bool) -> tupl
     if chunks > 1:
         decay = torch.empty_like(entering)
         _forward_kernel[grid](*args, y, decay, entering, *sizes, SUMMARY=True, HAS_STATE=False,
-                              num_warps=FORWARD_WARPS, **meta)
+                              num_warps=FORWARD_WARPS, **_stages(FORWARD_STAGES), **meta)
         _carry(decay, entering, reverse=False)
     _forward_kernel[grid](*args, y, dummy, entering, *sizes, SUMMARY=False, HAS_STATE=chunks > 1,
-                          num_warps=FORWARD_WARPS, **meta)
+                          num_warps=FORWARD_WARPS, **_stages(FORWARD_STAGES), **meta)
     return y, entering
 
 
 def scan_backward(dy, u, delta, A, B, C, D, delta_bias, entering, delta_softplus: bool):
     """Gradients (du, ddelta, dA, dB, dC, dD, ddelta_bias) of the scan; dD / ddelta_bias are None where
     D / delta_bias are. u, delta, dy keep their dtype in du, ddelta; B, C in dB, dC; the rest is fp32."""
-    grid, sizes, meta, splits = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus)
+    grid, sizes, meta, splits = _launch(u, A, B, D is not None, delta_bias is not None, delta_softplus,
+                                        BACKWARD_PROGRAMS_PER_SM)
     chunks = grid[0]
     channels = u.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
@@ -351,7 +345,7 @@ def scan_backward(dy, u, delta, A, B, C, D, delta_bias, entering, delta_softplus
     adjoint_from_right = torch.zeros_like(entering)
     inputs = (u, delta, A, B, C, D if D is not None else dD, delta_bias if delta_bias is not None else dbias, dy,
               entering)
-    common = dict(num_warps=BACKWARD_WARPS, ATOMIC_BC=splits > 1, **meta)
+    common = dict(num_warps=BACKWARD_WARPS, ATOMIC_BC=splits > 1, **_stages(BACKWARD_STAGES), **meta)
     if chunks > 1:
         decay = torch.empty_like(entering)
         _backward_kernel[grid](*inputs, decay, adjoint_from_right, du, ddelta, dA, dB, dC, dD, dbias,

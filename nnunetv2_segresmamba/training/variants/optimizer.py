@@ -25,7 +25,7 @@ class nnUNetTrainerSegResMamba_SSMNoWD(nnUNetTrainerSegResMamba):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(parameter_groups(self.network, self.weight_decay), self.initial_lr,
-                                    momentum=0.99, nesterov=True)
+                                    momentum=0.99, nesterov=True, fused=self.fuses_optimizer())
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
 
@@ -39,7 +39,8 @@ class nnUNetTrainerSegResMamba_AdamW1en3(nnUNetTrainerSegResMamba):
         self.initial_lr = 1e-3
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(parameter_groups(self.network, self.weight_decay), lr=self.initial_lr)
+        optimizer = torch.optim.AdamW(parameter_groups(self.network, self.weight_decay), lr=self.initial_lr,
+                                      fused=self.fuses_optimizer())
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
 
