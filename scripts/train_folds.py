@@ -6,7 +6,9 @@
 
 Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
 CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. --per-gpu N
-trains N folds at a time on each GPU: at small patches one training leaves most of a large GPU idle. Then
+trains N folds at a time on each GPU: at small patches one training leaves most of a large GPU idle. Folds
+that shared a GPU say so in their energy.json, and scripts/compare.py takes epoch time and energy only from
+folds that had their GPU to themselves: train at least one fold alone for those columns. Then
 `nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
 Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
 written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.

@@ -233,3 +233,25 @@ def test_network_figures_count_a_cascades_label_inputs():
     figures = network_figures(BASELINE, plans, DATASET_JSON, "3d_cascade_fullres")
     assert figures["network_error"] is None
     assert figures["macs_input_shape"] == [1, 3, 40, 56, 40]  # 1 MRI channel + Anterior + Posterior
+
+
+def test_folds_that_shared_their_gpu_give_no_epoch_time_or_energy(tmp_path):
+    from nnunetv2_segresmamba.comparison.collect import collect_trainer
+    folder = tmp_path / "Dataset004_Hippocampus" / f"{OURS}__nnUNetPlans__3d_fullres"
+    for fold, others, times in ((0, [0, 0, 0], [99.0, 20.0, 22.0]), (1, [0, 2, 2], [99.0, 40.0, 44.0])):
+        fold_folder = folder / f"fold_{fold}"
+        (fold_folder / "validation").mkdir(parents=True)
+        (fold_folder / "validation" / "summary.json").write_text(json.dumps(
+            {"foreground_mean": {"Dice": 0.8}, "mean": {"1": {"Dice": 0.8}}}))
+        (fold_folder / "training_log_2026_11_26_16_40_00.txt").write_text(log_text(times))
+        (fold_folder / "energy.json").write_text(json.dumps(dict(
+            total_kWh=0.01 * (fold + 1), co2_kg=0.0, epoch_gpu_other_processes=others,
+            gpu_other_processes_max=max(others))))
+    row = collect_trainer(folder.parent, OURS, "nnUNetPlans", "3d_fullres", with_network=False)
+    assert row["folds_sharing_gpu"] == [1]
+    assert row["epoch_time_s"] == pytest.approx(21.0) and row["energy_kWh"] == pytest.approx(0.01)
+    assert row["energy_folds"] == [0] and not any("alone" in m for m in row["missing"])
+    (folder / "fold_0" / "energy.json").write_text(json.dumps(dict(total_kWh=0.01, gpu_other_processes_max=1)))
+    row = collect_trainer(folder.parent, OURS, "nnUNetPlans", "3d_fullres", with_network=False)
+    assert row["epoch_time_s"] is None and row["energy_kWh"] is None
+    assert "epoch time and energy of a training alone on its GPU (folds 0, 1 shared theirs)" in row["missing"]

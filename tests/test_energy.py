@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import types
 
 import pytest
@@ -117,6 +118,33 @@ def test_one_value_per_epoch_once_anything_was_measured(tmp_path, fake_gpu):
     summary = json.loads((tmp_path / "energy.json").read_text())
     assert summary["epoch_energy_kJ"] == [None, None, 1.5, None]
     assert summary["total_kWh"] == pytest.approx(1.5e3 / 3.6e6)
+
+
+class SharedGpuNVML(FakeNVML):
+    """A GPU on which other processes compute too, listed by NVML as ``pids`` (our own among them or not)."""
+
+    def __init__(self, pids):
+        super().__init__()
+        self.pids = pids
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        return [types.SimpleNamespace(pid=pid, usedGpuMemory=0) for pid in self.pids]
+
+
+def test_a_shared_gpu_is_recorded_so_its_energy_is_not_read_as_the_trainings_own(tmp_path, fake_gpu):
+    trainer = Trainer(tmp_path, torch.device("cuda", 0))
+    trainer.nvml_module = SharedGpuNVML([os.getpid()])
+    run_epochs(trainer, 1)  # alone
+    trainer._energy_counter._nvml.pids = [os.getpid(), 10**7, 10**7 + 1]
+    run_epochs(trainer, 1)  # two other trainings started
+    trainer._energy_counter._nvml.pids = [10**7]  # our process id is not NVML's (a container): unknown
+    run_epochs(trainer, 1)
+    summary = json.loads((tmp_path / "energy.json").read_text())
+    assert summary["epoch_gpu_other_processes"] == [0, 2, None] and summary["gpu_other_processes_max"] == 2
+    logged = trainer.logger.local_logger.my_fantastic_logging[energy.SHARED_KEY]
+    assert logged[:2] == [0, 2] and math.isnan(logged[2])
+    assert ["other processes" in line for line in trainer.lines if "Epoch energy" in line] == [False, True, False]
+    assert any("2 other processes computed on this GPU, whose energy this includes" in line for line in trainer.lines)
 
 
 def test_missing_nvidia_ml_py_is_explained(monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -41,3 +43,13 @@ class GpuEnergyCounter:
 
     def joules(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
+
+    def other_processes(self) -> int | None:
+        """How many other processes compute on this GPU now (the counter measures their work too), or None
+        where NVML cannot tell: listing fails, or this process is not among those listed (a container's own
+        process ids are not the host's that NVML reports)."""
+        try:
+            pids = {process.pid for process in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)}
+        except Exception:  # NVMLError (no permission, not supported), or an NVML without the call
+            return None
+        return len(pids) - 1 if os.getpid() in pids else None

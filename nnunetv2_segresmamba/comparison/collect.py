@@ -129,6 +129,9 @@ def collect_fold(fold_folder: Path, names: dict[str, str]) -> dict[str, Any]:
     energy = read_json(fold_folder / "energy.json") or {}
     fold["energy_kWh"], fold["co2_kg"] = number(energy.get("total_kWh")), number(energy.get("co2_kg"))
     fold["peak_gpu_memory_GiB"] = number(energy.get("peak_gpu_memory_GiB"))
+    # Other processes computed on the fold's GPU (several trainings at once, scripts/train_folds.py --per-gpu):
+    # its epoch times and the GPU's energy are not the training's own.
+    fold["gpu_shared"] = bool(number(energy.get("gpu_other_processes_max")))
     debug = read_json(fold_folder / "debug.json") or {}
     fold["gpu"] = energy.get("gpu") or debug.get("gpu_name")
     timing = read_json(fold_folder / "inference_time.json") or {}
@@ -201,17 +204,23 @@ def collect_trainer(dataset_folder: Path, trainer: str, plans: str, configuratio
                              for name in classes}
     row["mean_dice"] = mean_or_none([fold["mean_dice"] for fold in folds.values()])
 
-    times = [t for fold in folds.values() for t in fold["epoch_times_s"]]
+    # Epoch time and energy only from folds that had their GPU to themselves.
+    row["folds_sharing_gpu"] = [k for k, fold in folds.items() if fold["gpu_shared"]]
+    alone = {k: fold for k, fold in folds.items() if not fold["gpu_shared"]}
+    if row["folds_sharing_gpu"] and not alone:
+        missing.append(f"epoch time and energy of a training alone on its GPU "
+                       f"({folds_phrase(row['folds_sharing_gpu'])} shared theirs)")
+    times = [t for fold in alone.values() for t in fold["epoch_times_s"]]
     row["epoch_time_s"] = statistics.fmean(times) if times else None
     row["epochs_timed"] = len(times)
-    row["first_epochs_skipped"] = sum(fold["epochs_skipped"] for fold in folds.values())
+    row["first_epochs_skipped"] = sum(fold["epochs_skipped"] for fold in alone.values())
     row["epoch_time_note"] = EPOCH_TIME_NOTE
-    if folds and not times:
+    if alone and not times:
         missing.append("epoch times")
 
-    row["energy_kWh"], row["energy_folds"] = summed(folds, "energy_kWh")
-    row["co2_kg"], _ = summed(folds, "co2_kg")
-    without_energy = [k for k in folds if k not in row["energy_folds"]]
+    row["energy_kWh"], row["energy_folds"] = summed(alone, "energy_kWh")
+    row["co2_kg"], _ = summed(alone, "co2_kg")
+    without_energy = [k for k in alone if k not in row["energy_folds"]]
     if without_energy:
         missing.append(f"energy.json ({folds_phrase(without_energy)})")
     peaks = [fold["peak_gpu_memory_GiB"] for fold in folds.values() if fold["peak_gpu_memory_GiB"] is not None]

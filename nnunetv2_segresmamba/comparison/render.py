@@ -55,6 +55,9 @@ def markdown(comparison: dict) -> str:
                   "GPU energy summed over the folds that recorded it. Peak memory: the largest over folds.", ""]
     for row in comparison["rows"]:
         partial = []
+        if row.get("folds_sharing_gpu"):
+            partial.append(f"epoch time and energy leave out {folds_phrase(row['folds_sharing_gpu'])}, "
+                           f"trained beside other processes on the same GPU")
         if row["energy_folds"] and row["energy_folds"] != row["folds_present"]:
             partial.append(f"energy over {folds_phrase(row['energy_folds'])} only")
         if row["inference_folds"] and row["inference_folds"] != row["folds_present"]:
