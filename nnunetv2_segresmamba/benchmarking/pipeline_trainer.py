@@ -5,7 +5,8 @@ the mixin adds what that trainer does not record. The first epoch (data loader s
 cuDNN autotuning) is the warm-up, recorded on its own; the other figures are over the epochs after it: median
 epoch time, mean GPU utilisation sampled every 0.1 s by NVML, and the peak of memory allocated by PyTorch.
 The train loss and pseudo Dice of every epoch are recorded too, so that runs can be compared on what they
-learned as well as on speed. They go into
+learned as well as on speed, and the seconds torch.compile spent, so that the first epoch can be split into
+compiling and the rest (data loaders, cuDNN autotuning, capturing CUDA graphs). They go into
 ``pipeline_benchmark.json`` in the fold's output folder, which ``scripts/benchmark_pipeline.py`` collects.
 """
 
@@ -42,6 +43,20 @@ class _UtilisationSampler(threading.Thread):
         self._stop_event.set()
         self.join()
         return self.samples
+
+
+def compile_seconds() -> dict[str, float]:
+    """Seconds torch.compile has spent in this process, by phase, as Dynamo accounts them
+    (``entire_frame_compile``: tracing and compiling forward graphs, ``entire_backward_compile``: the backward
+    graphs, compiled at the first backward pass; ``inductor_compile`` and ``code_gen`` within those), plus
+    ``compile_s``, the two together. Empty where this PyTorch does not account them."""
+    try:
+        from torch._dynamo.utils import calculate_time_spent
+        phases = {name: float(seconds) for name, seconds in calculate_time_spent().items()}
+    except Exception:  # a private API: absent or changed in another PyTorch
+        return {}
+    phases["compile_s"] = phases.get("entire_frame_compile", 0.0) + phases.get("entire_backward_compile", 0.0)
+    return phases
 
 
 class PipelineBenchmarkMixin:
@@ -81,6 +96,7 @@ class PipelineBenchmarkMixin:
                       iterations_per_epoch=self.num_iterations_per_epoch,
                       batch_size=self.configuration_manager.batch_size,
                       compiled=self._do_i_compile(), crashed=self.crashed_with_runtime_error,
+                      compile_time_s=compile_seconds(),
                       # what it learned, epoch by epoch: compiled and eager runs side by side
                       train_loss=[float(v) for v in self.logger.get_value("train_losses", step=None)],
                       pseudo_dice=[float(v) for v in self.logger.get_value("mean_fg_dice", step=None)])
