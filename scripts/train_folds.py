@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Train the five folds in parallel, one fold per visible GPU at a time, then find the best configuration.
 
-    python scripts/train_folds.py DATASET TRAINER [--configuration 3d_fullres] [--folds 0 1 2 3 4]
-                                  [--gpus 0 1] [--per-gpu 1] [--cpu-jobs N] [--plans nnUNetPlans] [--logs DIR]
+    python scripts/train_folds.py DATASET TRAINER [TRAINER ...] [--configuration 3d_fullres]
+                                  [--folds 0 1 2 3 4] [--gpus 0 1] [--per-gpu 1] [--cpu-jobs N]
+                                  [--plans nnUNetPlans] [--logs DIR]
 
 Each fold runs as its own stock `nnUNetv2_train DATASET CONF FOLD -tr TRAINER --npz` with
-CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. --per-gpu N
+CUDA_VISIBLE_DEVICES set to one GPU; when a fold finishes, the next waiting fold takes its GPU. Several
+trainers share the same slots, their folds queued trainer after trainer. --per-gpu N
 trains N folds at a time on each GPU: at small patches one training leaves most of a large GPU idle. Folds
 that shared a GPU say so in their energy.json, and scripts/compare.py takes epoch time and energy only from
 folds that had their GPU to themselves: train at least one fold alone for those columns. Then
-`nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER -f FOLDS` runs on the finished folds.
+`nnUNetv2_find_best_configuration DATASET -c CONF -tr TRAINER [TRAINER ...] -f FOLDS` runs on the folds that
+every trainer finished.
 Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
 written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.
-Logs: one file per fold under --logs. Exit code 1 if any fold failed (the others still run).
+Logs: one file per training under --logs (fold_F.log; TRAINER_fold_F.log with several trainers). Exit code 1 if any fold failed (the others still run).
 --cpu-jobs N trains N folds at a time with `-device cpu` instead (small trainers, tests).
 """
 
@@ -26,8 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunetv2_segresmamba.cluster.trainings import (State, find_best_command, training_matrix,  # noqa: E402
-                                                    training_states)
+from nnunetv2_segresmamba.cluster.trainings import (State, Training, find_best_command,  # noqa: E402
+                                                    training_matrix, training_states)
 
 
 def visible_gpus() -> list[str]:
@@ -51,7 +54,7 @@ def training_slots(gpus: list[str], per_gpu: int, cpu_jobs: int) -> dict[str, di
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
-    parser.add_argument("trainer")
+    parser.add_argument("trainers", nargs="+", metavar="TRAINER")
     parser.add_argument("--configuration", default="3d_fullres")
     parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--gpus", nargs="+", default=None, help="GPU ids (default: all visible)")
@@ -68,40 +71,53 @@ def main() -> int:
     if not slots:
         parser.error("no GPU visible: set CUDA_VISIBLE_DEVICES, pass --gpus, or train on the CPU with --cpu-jobs N")
     try:
-        states = training_states(training_matrix(args.dataset, [args.trainer], [args.configuration], args.folds,
+        states = training_states(training_matrix(args.dataset, args.trainers, [args.configuration], args.folds,
                                                  args.plans))
     except (RuntimeError, ValueError) as error:
         parser.error(str(error))
     args.logs.mkdir(parents=True, exist_ok=True)
-    done = [t.fold for t, state in states.items() if state == State.FINISHED]
+    several = len(args.trainers) > 1
+
+    def name(training: Training) -> str:  # how the messages call a training
+        return f"{training.trainer} fold {training.fold}" if several else f"fold {training.fold}"
+
+    def log_file(training: Training) -> Path:
+        return args.logs / (f"{training.trainer}_fold_{training.fold}.log" if several else f"fold_{training.fold}.log")
+
+    done = [t for t, state in states.items() if state == State.FINISHED]
     waiting = [t for t, state in states.items() if state != State.FINISHED]
     running, failed = {}, []
-    for fold in done:
-        print(f"fold {fold}: finished already, skipped", flush=True)
-    print(f"folds {[t.fold for t in waiting]} on {', '.join(slots)}", flush=True)
+    for training in done:
+        print(f"{name(training)}: finished already, skipped", flush=True)
+    queued = [t.fold for t in waiting] if not several else [f"{t.trainer} {t.fold}" for t in waiting]
+    print(f"folds {queued} on {', '.join(slots)}", flush=True)
     while waiting or running:
         for slot in [s for s in slots if s not in running]:
             if not waiting:
                 break
             training = waiting.pop(0)
-            fold, resume = training.fold, states[training] == State.RESUMABLE
-            log = open(args.logs / f"fold_{fold}.log", "a" if resume else "w")
+            resume = states[training] == State.RESUMABLE
+            log = open(log_file(training), "a" if resume else "w")
             command = training.command(resume, device="cpu" if on_cpu else "cuda")
             process = subprocess.Popen(command, env={**os.environ, **slots[slot]}, stdout=log, stderr=subprocess.STDOUT)
-            running[slot] = (fold, process, time.time())
-            print(f"fold {fold} {'resumed with --c' if resume else 'started'} on {slot}", flush=True)
+            running[slot] = (training, process, time.time())
+            print(f"{name(training)} {'resumed with --c' if resume else 'started'} on {slot}", flush=True)
         time.sleep(2)
-        for slot, (fold, process, start) in list(running.items()):
+        for slot, (training, process, start) in list(running.items()):
             if process.poll() is not None:
                 del running[slot]
-                (done if process.returncode == 0 else failed).append(fold)
-                print(f"fold {fold} on {slot}: {'done' if process.returncode == 0 else 'FAILED'} "
-                      f"after {time.time() - start:.0f} s (log {args.logs / f'fold_{fold}.log'})", flush=True)
-    if done:
-        subprocess.run(find_best_command(args.dataset, [args.trainer], [args.configuration], sorted(done), args.plans),
+                (done if process.returncode == 0 else failed).append(training)
+                print(f"{name(training)} on {slot}: {'done' if process.returncode == 0 else 'FAILED'} "
+                      f"after {time.time() - start:.0f} s (log {log_file(training)})", flush=True)
+    # find_best_configuration compares the trainers on the same folds: those that every trainer finished.
+    common = sorted(set.intersection(*({t.fold for t in done if t.trainer == trainer} for trainer in args.trainers)))
+    if common:
+        subprocess.run(find_best_command(args.dataset, args.trainers, [args.configuration], common, args.plans),
                        check=not failed)
+    elif done:
+        print("no fold finished for every trainer: nnUNetv2_find_best_configuration not run", flush=True)
     if failed:
-        print(f"failed folds: {sorted(failed)}", file=sys.stderr)
+        print(f"failed: {', '.join(name(t) for t in failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -36,3 +36,31 @@ def test_per_gpu_below_one_is_refused_before_anything_runs(tmp_path):
                              "--per-gpu", "0", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
     assert result.returncode == 2 and "--per-gpu must be 1 or more, not 0" in result.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_several_trainers_share_the_slots_and_are_compared_on_the_folds_all_finished(tmp_path, monkeypatch):
+    from nnunetv2_segresmamba.cluster.trainings import State, training_matrix
+    script = load_script()
+    trainings = training_matrix("4", ["A", "B"], ["3d_fullres"], [0, 1])
+    states = dict(zip(trainings, [State.NEW, State.FINISHED, State.NEW, State.NEW]))  # A0 A1 B0 B1
+    monkeypatch.setattr(script, "training_states", lambda _: states)
+    started, ran = [], []
+
+    class Finished:  # a training that ends at once: B fold 1 fails
+        def __init__(self, command, env, stdout, stderr):
+            started.append((command[command.index("-tr") + 1], command[3], Path(stdout.name).name))
+            self.returncode = 1 if started[-1][:2] == ("B", "1") else 0
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(script.subprocess, "Popen", Finished)
+    monkeypatch.setattr(script.subprocess, "run", lambda command, check: ran.append(command))
+    monkeypatch.setattr(script.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(sys, "argv", ["train_folds.py", "4", "A", "B", "--folds", "0", "1", "--cpu-jobs", "2",
+                                      "--logs", str(tmp_path / "logs")])
+    assert script.main() == 1  # a training failed; the others ran
+    assert started == [("A", "0", "A_fold_0.log"), ("B", "0", "B_fold_0.log"), ("B", "1", "B_fold_1.log")]
+    (find_best,) = ran
+    assert find_best[find_best.index("-tr") + 1:find_best.index("-p")] == ["A", "B"]
+    assert find_best[find_best.index("-f") + 1:] == ["0"]  # fold 1 of B failed: compared on fold 0 only
