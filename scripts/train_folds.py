@@ -15,7 +15,8 @@ folds that had their GPU to themselves: train at least one fold alone for those 
 every trainer finished.
 Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
 written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.
-Logs: one file per training under --logs (fold_F.log; TRAINER_fold_F.log with several trainers). Exit code 1 if any fold failed (the others still run).
+Logs: one file per training under --logs (fold_F.log; TRAINER_fold_F.log with several trainers). Exit code 1
+if any training failed (the others still run).
 --cpu-jobs N trains N folds at a time with `-device cpu` instead (small trainers, tests).
 """
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from nnunetv2.training.logging.nnunet_logger import MetaLogger
 
+from nnunetv2_segresmamba.benchmarking import nvml as energy_nvml
 from nnunetv2_segresmamba.training import energy
 from nnunetv2_segresmamba.training.energy import EnergyLoggingMixin, GpuEnergyCounter
 
@@ -145,6 +146,30 @@ def test_a_shared_gpu_is_recorded_so_its_energy_is_not_read_as_the_trainings_own
     assert logged[:2] == [0, 2] and math.isnan(logged[2])
     assert ["other processes" in line for line in trainer.lines if "Epoch energy" in line] == [False, True, False]
     assert any("2 other processes computed on this GPU, whose energy this includes" in line for line in trainer.lines)
+
+
+def test_the_trainings_own_child_processes_do_not_count_as_sharing_the_gpu(tmp_path, fake_gpu):
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # e.g. a compile worker
+    try:
+        assert child.pid in energy_nvml.descendants(os.getpid())
+        trainer = Trainer(tmp_path, torch.device("cuda", 0))
+        trainer.nvml_module = SharedGpuNVML([os.getpid(), child.pid])
+        run_epochs(trainer, 1)
+        trainer._energy_counter._nvml.pids = [os.getpid(), child.pid, 10**7]
+        run_epochs(trainer, 1)
+    finally:
+        child.kill()
+        child.wait()
+    assert json.loads((tmp_path / "energy.json").read_text())["epoch_gpu_other_processes"] == [0, 1]
+
+
+def test_descendants_follow_parents_in_proc(tmp_path):
+    for pid, parent, command in ((10, 1, "init"), (20, 10, "python (x) y"), (30, 20, "w"), (40, 1, "other")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({command}) S {parent} 0 0")
+    assert energy_nvml.descendants(10, tmp_path) == {20, 30} and energy_nvml.descendants(40, tmp_path) == set()
 
 
 def test_missing_nvidia_ml_py_is_explained(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -45,11 +46,32 @@ class GpuEnergyCounter:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
 
     def other_processes(self) -> int | None:
-        """How many other processes compute on this GPU now (the counter measures their work too), or None
-        where NVML cannot tell: listing fails, or this process is not among those listed (a container's own
-        process ids are not the host's that NVML reports)."""
+        """How many processes that are neither this one nor its children (data loaders, compile workers) compute
+        on this GPU now: the counter measures their work too. None where NVML cannot tell: listing fails, or
+        this process is not among those listed (a container's own process ids are not the host's that NVML
+        reports)."""
         try:
             pids = {process.pid for process in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)}
         except Exception:  # NVMLError (no permission, not supported), or an NVML without the call
             return None
-        return len(pids) - 1 if os.getpid() in pids else None
+        own = os.getpid()
+        return len(pids - {own} - descendants(own)) if own in pids else None
+
+
+def descendants(pid: int, proc: Path = Path("/proc")) -> set[int]:
+    """The process ids of ``pid``'s children, their children and so on, from ``/proc`` (empty without it)."""
+    children: dict[int, list[int]] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "PID (COMMAND) STATE PPID ...": the command may hold spaces and parentheses, so split after its end
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, waiting = set(), [pid]
+    while waiting:
+        for child in children.get(waiting.pop(), []):
+            if child not in found:
+                found.add(child)
+                waiting.append(child)
+    return found
