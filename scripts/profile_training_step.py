@@ -7,7 +7,7 @@
 DATASET must be planned and preprocessed. Each trainer is built as nnUNetv2_train builds it, in its own process,
 and measured per step: nnU-Net's loop with data loading and the time spent waiting for data, the same step on a
 fixed batch, the GPU kernel time and kernel count of that step (torch.profiler) and what share of the step the GPU
-is busy, the validation step, and the kernels with the most GPU time
+is busy, the validation step, the GPU time by kind of kernel and the kernels with the most GPU time
 (nnunetv2_segresmamba/benchmarking/step_profile.py says how). The first trainer is the baseline of the ratios.
 Writes step_profile.json, step_profile.md and a Chrome trace per trainer under --out.
 """
@@ -51,6 +51,12 @@ def main() -> None:
     device = next((row["device"] for row in measured), args.device)
     columns = COLUMNS + (["error"] if len(measured) < len(rows) else [])
     text = write_report(args.out, "step_profile", device, rows, columns)
+    kinds = list(dict.fromkeys(kind for row in measured for kind in row.get("kernel_kinds", {})))
+    if kinds:
+        text += "\n\nGPU milliseconds per step by kind of kernel\n\n"
+        per_kind = [{"kind": kind, **{row["trainer"]: row["kernel_kinds"].get(kind, 0.0) for row in measured}}
+                    for kind in kinds]
+        text += markdown_table(per_kind, ["kind", *(row["trainer"] for row in measured)])
     for row in (row for row in measured if row["top_kernels"]):
         text += f"\n\nTop kernels of {row['trainer']} (per step)\n\n"
         text += markdown_table(row["top_kernels"], ["kernel", "ms_per_step", "calls_per_step", "share"])
