@@ -157,3 +157,12 @@ def test_one_state_dict_gives_the_same_tom_on_triton_and_torch(monkeypatch):
         on_torch = tom(x)
     assert rel(on_triton, on_torch) < 1e-5
 
+
+
+@pytest.mark.skipif(not ON_GPU, reason="times CUDA events: needs a GPU")
+def test_scan_timing_for_auto_measures_forward_and_backward():
+    from nnunetv2_segresmamba.network.scan_shapes import ScanShape
+    from nnunetv2_segresmamba.ssm.auto_select import time_scans
+    shapes = [ScanShape(2, 288, 1400, 3, 16), ScanShape(2, 288, 11200, 3, 16)]
+    small, large = time_scans(shapes[:1], "triton", DEVICE), time_scans(shapes, "triton", DEVICE)
+    assert 0 < small < large

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from .blocks import ChannelMLPSkip, NormConv, plan_kernel
 from .config import SegResMambaConfig
 from .decoder import SegResNetDecoder
 from .encoder_blocks import ConvMambaMixedBlock, SegMambaStage
+from .tom import TriOrientedMamba
 
 
 class EncoderLevel(nn.Sequential):
@@ -61,6 +64,13 @@ class SegResMamba(nn.Module):
 
     def deep_supervision_scales(self) -> list[list[float]]:
         return self.config.deep_supervision_scales
+
+    def use_scan_backend(self, name: str) -> None:
+        """Run every ToM layer's scan on backend ``name`` from now on (the weights are the same on every one)."""
+        self.config = replace(self.config, scan_backend=name)
+        for module in self.modules():
+            if isinstance(module, TriOrientedMamba):
+                module.scan_backend = self.config.scan_backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.dim() != 5:

@@ -5,8 +5,9 @@ step), ``cuda`` (mamba-ssm's kernels), ``torch`` (pure PyTorch, ``torch_scan.py`
 ``reference`` (the float64-checkable loop of ``reference.py``, for tests and debugging only: very slow).
 A network asks for one by name through ``SegResMambaConfig.scan_backend``, whose default is the environment
 variable ``SEGRESMAMBA_SCAN_BACKEND`` = ``auto`` (default) | ``triton`` | ``cuda`` | ``torch`` | ``reference``;
-``auto`` takes, for CUDA tensors, the first of ``AUTO_PREFERENCE`` that is present (fastest first, as measured
-in docs/benchmarks.md), else ``torch``. All backends take the same parameters, so one state_dict serves every
+``auto`` takes, for CUDA tensors, the first of ``AUTO_PREFERENCE`` that is present, else ``torch``; a training
+where both GPU backends are present times them at its own scans first and takes the faster (``auto_select.py``,
+training/scan_backend_choice.py). All backends take the same parameters, so one state_dict serves every
 one of them. The GPU backends run as registered PyTorch operators (``ops.py``), so torch.compile traces a whole
 network without a graph break.
 """

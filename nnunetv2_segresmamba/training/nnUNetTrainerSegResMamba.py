@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -11,10 +12,12 @@ from torch import nn
 from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
 from ..network.compile_settings import apply_inductor_settings
+from ..ssm.registry import AUTO
 from .device_checks import check_build_device, check_training_device
 from .energy import EnergyLoggingMixin
 from .network_report import network_report
 from .resilience import ResilientTrainingMixin
+from .scan_backend_choice import use_fastest_scan_backend
 from .wrapped import unwrap
 
 
@@ -44,7 +47,34 @@ class nnUNetTrainerSegResMamba(ResilientTrainingMixin, EnergyLoggingMixin, nnUNe
 
     def initialize(self) -> None:
         super().initialize()
+        self._choose_auto_scan_backend()
         self.network_config = unwrap(self.network).config
+
+    def _choose_auto_scan_backend(self) -> None:
+        """With ``auto`` on a GPU where more than one GPU backend is installed (mamba-ssm besides Triton), the
+        one that runs this plan's scans fastest, timed here once; ``auto`` keeps its fixed order otherwise."""
+        network = unwrap(self.network)
+        candidates = [name for name in ssm.AUTO_PREFERENCE if ssm.available(name)]
+        if network.config.scan_backend != AUTO or self.device.type != "cuda" or len(candidates) < 2:
+            return
+        try:
+            choice, times = use_fastest_scan_backend(network, self.configuration_manager.patch_size, self.batch_size,
+                                                     self.device, candidates)
+        except Exception as error:  # the fixed order still works
+            self.print_to_log_file(f"WARNING: timing the scan backends failed ({type(error).__name__}: {error}); "
+                                   f"'auto' keeps {candidates[0]}.")
+            return
+        if self.is_ddp:  # every rank runs rank 0's choice
+            chosen = [choice]
+            dist.broadcast_object_list(chosen, src=0)
+            choice = chosen[0]
+            network.use_scan_backend(choice)
+        # The timing is not training: its memory neither counts towards the training's peak nor stays reserved.
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        timed = ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items())
+        self.print_to_log_file(f"Scan backend 'auto': {choice} ({timed} for this plan's scans, forward and "
+                               f"backward, on this GPU).")
 
     @classmethod
     def check_configuration(cls, configuration_manager: ConfigurationManager) -> SegResMambaConfig:
