@@ -5,7 +5,6 @@ import torch
 from nnunetv2_segresmamba.network import SegResMamba, SegResMambaConfig, TriOrientedMamba
 from nnunetv2_segresmamba.network.scan_shapes import scan_shapes
 from nnunetv2_segresmamba.ssm.auto_select import fastest_backend
-from nnunetv2_segresmamba.training.scan_backend_choice import use_fastest_scan_backend
 
 
 def test_the_fastest_candidate_runs_every_tom_layer():
@@ -17,7 +16,9 @@ def test_the_fastest_candidate_runs_every_tom_layer():
         timed.append((backend, len(shapes)))
         return {"cuda": 3.0, "triton": 2.0}[backend]
 
-    choice, times = use_fastest_scan_backend(network, (64, 64, 64), 2, torch.device("cpu"), ["cuda", "triton"], timer)
+    shapes = scan_shapes(network.config, (64, 64, 64), 2)
+    choice, times = fastest_backend(shapes, ["cuda", "triton"], torch.device("cpu"), timer)
+    network.use_scan_backend(choice)
     toms = [m for m in network.modules() if isinstance(m, TriOrientedMamba)]
     assert choice == "triton" and times == {"cuda": 3.0, "triton": 2.0}
     assert timed == [("cuda", len(toms)), ("triton", len(toms))]  # one scan per ToM layer, both backends

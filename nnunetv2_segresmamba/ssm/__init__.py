@@ -7,7 +7,7 @@ A network asks for one by name through ``SegResMambaConfig.scan_backend``, whose
 variable ``SEGRESMAMBA_SCAN_BACKEND`` = ``auto`` (default) | ``triton`` | ``cuda`` | ``torch`` | ``reference``;
 ``auto`` takes, for CUDA tensors, the first of ``AUTO_PREFERENCE`` that is present, else ``torch``; a training
 where both GPU backends are present times them at its own scans first and takes the faster (``auto_select.py``,
-training/scan_backend_choice.py). All backends take the same parameters, so one state_dict serves every
+used by nnUNetTrainerSegResMamba). All backends take the same parameters, so one state_dict serves every
 one of them. The GPU backends run as registered PyTorch operators (``ops.py``), so torch.compile traces a whole
 network without a graph break.
 """

@@ -12,12 +12,13 @@ from torch import nn
 from .. import ssm
 from ..network import SegResMamba, SegResMambaConfig, config_from_plans
 from ..network.compile_settings import apply_inductor_settings
+from ..network.scan_shapes import scan_shapes
+from ..ssm.auto_select import fastest_backend
 from ..ssm.registry import AUTO
 from .device_checks import check_build_device, check_training_device
 from .energy import EnergyLoggingMixin
 from .network_report import network_report
 from .resilience import ResilientTrainingMixin
-from .scan_backend_choice import use_fastest_scan_backend
 from .wrapped import unwrap
 
 
@@ -57,18 +58,20 @@ class nnUNetTrainerSegResMamba(ResilientTrainingMixin, EnergyLoggingMixin, nnUNe
         candidates = [name for name in ssm.AUTO_PREFERENCE if ssm.available(name)]
         if network.config.scan_backend != AUTO or self.device.type != "cuda" or len(candidates) < 2:
             return
+        shapes = scan_shapes(network.config, self.configuration_manager.patch_size, self.batch_size)
         try:
-            choice, times = use_fastest_scan_backend(network, self.configuration_manager.patch_size, self.batch_size,
-                                                     self.device, candidates)
+            choice, times = fastest_backend(shapes, candidates, self.device)
         except Exception as error:  # the fixed order still works
             self.print_to_log_file(f"WARNING: timing the scan backends failed ({type(error).__name__}: {error}); "
-                                   f"'auto' keeps {candidates[0]}.")
-            return
-        if self.is_ddp:  # every rank runs rank 0's choice
+                                   f"'auto' keeps its fixed order.")
+            choice, times = None, {}
+        if self.is_ddp:  # every rank takes part, and runs what rank 0 chose
             chosen = [choice]
             dist.broadcast_object_list(chosen, src=0)
             choice = chosen[0]
-            network.use_scan_backend(choice)
+        if choice is None:
+            return
+        network.use_scan_backend(choice)
         # The timing is not training: its memory neither counts towards the training's peak nor stays reserved.
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
