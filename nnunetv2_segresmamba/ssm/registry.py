@@ -23,7 +23,8 @@ from .torch_scan import selective_scan_torch
 
 BACKEND_ENV = "SEGRESMAMBA_SCAN_BACKEND"
 AUTO = "auto"
-# What ``auto`` takes on a CUDA GPU, fastest first (as measured in docs/benchmarks.md).
+# What ``auto`` takes on a CUDA GPU where nothing was timed (prediction, a network built directly): the first
+# present. A training with both present times them at its own scans instead (auto_select.py).
 AUTO_PREFERENCE = ("cuda", "triton")
 
 
