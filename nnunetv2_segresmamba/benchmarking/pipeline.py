@@ -48,8 +48,6 @@ def run(dataset: str, configuration: str, trainers: list[str], plans: str, logs:
         except RuntimeError as error:  # the others' figures still count; the table says which one failed
             print(error, flush=True)
             rows.append(dict(trainer=trainer, device=rows[0]["device"], error=str(error).splitlines()[0]))
-    for row in rows:  # of the first epoch, the seconds torch.compile took (in the JSON by phase)
-        row.setdefault("compile_s", row.get("compile_time_s", {}).get("compile_s"))
     add_ratios(rows, {"trainer": trainers[0]},
                ["median_epoch_s", "first_epoch_s", "peak_mem_GiB", "peak_reserved_GiB"], [])
     return dict(device=rows[0]["device"], dataset=dataset, configuration=configuration, plans=plans,

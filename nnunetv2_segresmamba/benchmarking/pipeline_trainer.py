@@ -86,6 +86,7 @@ class PipelineBenchmarkMixin:
             self.print_to_log_file(f"No epoch finished: {RESULT_FILE} is not written.")
             return
         timed = epochs[WARMUP_EPOCHS:] or epochs
+        compile_time = compile_seconds()
         result = dict(trainer=self.__class__.__name__, device=torch.cuda.get_device_name(self.device),
                       epoch_s=epochs, first_epoch_s=epochs[0], median_epoch_s=statistics.median(timed),
                       fastest_epoch_s=min(timed),
@@ -96,7 +97,7 @@ class PipelineBenchmarkMixin:
                       iterations_per_epoch=self.num_iterations_per_epoch,
                       batch_size=self.configuration_manager.batch_size,
                       compiled=self._do_i_compile(), crashed=self.crashed_with_runtime_error,
-                      compile_time_s=compile_seconds(),
+                      compile_time_s=compile_time, compile_s=compile_time.get("compile_s"),
                       # what it learned, epoch by epoch: compiled and eager runs side by side
                       train_loss=[float(v) for v in self.logger.get_value("train_losses", step=None)],
                       pseudo_dice=[float(v) for v in self.logger.get_value("mean_fg_dice", step=None)])

@@ -65,6 +65,9 @@ class nnUNetTrainerSegResMamba(ResilientTrainingMixin, EnergyLoggingMixin, nnUNe
             self.print_to_log_file(f"WARNING: timing the scan backends failed ({type(error).__name__}: {error}); "
                                    f"'auto' keeps its fixed order.")
             choice, times = None, {}
+        # The timing is not training: its memory neither counts towards the training's peak nor stays reserved.
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
         if self.is_ddp:  # every rank takes part, and runs what rank 0 chose
             chosen = [choice]
             dist.broadcast_object_list(chosen, src=0)
@@ -72,9 +75,6 @@ class nnUNetTrainerSegResMamba(ResilientTrainingMixin, EnergyLoggingMixin, nnUNe
         if choice is None:
             return
         network.use_scan_backend(choice)
-        # The timing is not training: its memory neither counts towards the training's peak nor stays reserved.
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(self.device)
         timed = ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items())
         self.print_to_log_file(f"Scan backend 'auto': {choice} ({timed} for this plan's scans, forward and "
                                f"backward, on this GPU).")
