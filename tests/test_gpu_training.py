@@ -1,7 +1,7 @@
-"""The CUDA-graph trainer through nnU-Net's whole training life on a GPU, in subprocesses: `nnUNetv2_train`
-compiled as nnU-Net compiles by default, with checkpoints, the final validation and --npz; continued with
---c; then `nnUNetv2_predict` with the fold. What tests/test_cli_end_to_end.py checks on the CPU, where nothing
-is compiled."""
+"""SegResMamba's trainer, its steps in CUDA graphs, through nnU-Net's whole training life on a GPU, in
+subprocesses: `nnUNetv2_train` compiled as nnU-Net compiles by default, with checkpoints, the final validation
+and --npz; continued with --c; then `nnUNetv2_predict` with the fold. What tests/test_cli_end_to_end.py checks
+on the CPU, where nothing is compiled."""
 
 import json
 import re
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine"),
               pytest.mark.skipif(not ssm.triton_available(), reason="Triton is not installed")]
 
-TRAINER = "nnUNetTrainerSegResMambaCudaGraphs_CITiny"
+TRAINER = "nnUNetTrainerSegResMamba_CITiny"  # the default trainer, at CI size
 FIRST_EPOCHS, LATER_EPOCHS, ITERATIONS = 2, 3, 4
 
 

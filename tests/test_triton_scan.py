@@ -61,16 +61,13 @@ def assert_matches_float64(batch, channels, d_state, groups, length, seed):
         assert rel(g, g_ref) < 1e-4, name
 
 
-@pytest.mark.parametrize("forward_programs_per_sm,backward_programs_per_sm,max_channel_block,token_major",
-                         [(1, 1, 1, 0), (4096, 4096, 1, 0), (4096, 4096, 2, 0), (4096, 1, 2, 0), (1, 4096, 1, 0),
-                          (1, 1, 1, 1), (4096, 4096, 2, 1)])
+@pytest.mark.parametrize("forward_programs_per_sm,backward_programs_per_sm,max_channel_block",
+                         [(1, 1, 1), (4096, 4096, 1), (4096, 4096, 2), (4096, 1, 2), (1, 4096, 1)])
 def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, forward_programs_per_sm, backward_programs_per_sm,
-                                                       max_channel_block, token_major):
+                                                       max_channel_block):
     # One program per group and chunk (B/C gradients stored), or a group's channels split over several
-    # programs (B/C gradients added atomically), in either pass; one or two channels per loop iteration; the
-    # chunk tiles with the tokens or the states innermost.
+    # programs (B/C gradients added atomically), in either pass; one or two channels per loop iteration.
     from nnunetv2_segresmamba.ssm.kernels import triton_scan
-    monkeypatch.setattr(triton_scan, "TOKEN_MAJOR", token_major)
     monkeypatch.setattr(triton_scan, "FORWARD_PROGRAMS_PER_SM", forward_programs_per_sm)
     monkeypatch.setattr(triton_scan, "BACKWARD_PROGRAMS_PER_SM", backward_programs_per_sm)
     monkeypatch.setattr(triton_scan, "MAX_CHANNEL_BLOCK", max_channel_block)
@@ -156,7 +153,6 @@ def test_one_state_dict_gives_the_same_tom_on_triton_and_torch(monkeypatch):
     with torch.no_grad():
         on_torch = tom(x)
     assert rel(on_triton, on_torch) < 1e-5
-
 
 
 @pytest.mark.skipif(not ON_GPU, reason="times CUDA events: needs a GPU")

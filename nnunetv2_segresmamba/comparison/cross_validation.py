@@ -98,6 +98,9 @@ def markdown(comparison: dict[str, Any]) -> str:
         difference = (f"{fmt(paired['mean'])} ({fmt(paired['standard_error'])}), {paired['cases']}"
                       if row["trainer"] != first else "—")
         counts = f"{paired['better']} / {paired['worse']}" if row["trainer"] != first else "—"
-        lines.append(f"| {row['trainer']} | {row['epochs'] or '—'} | {fmt(row['mean_dice'])} | "
+        done = sum(d is not None for d in row["fold_dice"])
+        # A mean over fewer folds is over other cases: say so beside it rather than compare it unmarked.
+        covered = "" if done == len(row["fold_dice"]) else f" ({done} of {len(row['fold_dice'])} folds)"
+        lines.append(f"| {row['trainer']} | {row['epochs'] or '—'} | {fmt(row['mean_dice'])}{covered} | "
                      f"{' / '.join(fmt(d) for d in row['fold_dice'])} | {difference} | {counts} |")
     return "\n".join(lines)

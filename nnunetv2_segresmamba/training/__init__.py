@@ -5,8 +5,8 @@ from .baseline_trainers import nnUNetTrainerEnergy
 from .nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossGuard
 from .variants.benchmarking import (nnUNetTrainerBenchmarkPipeline_5epochs, nnUNetTrainerSegResMambaBenchmark_5epochs,
-                                    nnUNetTrainerSegResMambaCudaGraphsBenchmark_5epochs)
-from .variants.cuda_graphs import nnUNetTrainerSegResMambaCudaGraphs
+                                    nnUNetTrainerSegResMambaNoCudaGraphsBenchmark_5epochs)
+from .variants.cuda_graphs import nnUNetTrainerSegResMambaCudaGraphs, nnUNetTrainerSegResMambaNoCudaGraphs
 from .variants.ablations import nnUNetTrainerSegResMamba_Exp1SegMambaEncoder, nnUNetTrainerSegResMamba_Exp2NoExtraConv
 from .variants.deep_supervision import nnUNetTrainerSegResMamba_noDS
 from .variants.demo import nnUNetTrainerSegResMamba_Demo, nnUNetTrainerSegResMamba_DemoCPU

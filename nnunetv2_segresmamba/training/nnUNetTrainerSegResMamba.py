@@ -15,6 +15,7 @@ from ..network.compile_settings import apply_inductor_settings
 from ..network.scan_shapes import scan_shapes
 from ..ssm.auto_select import fastest_backend
 from ..ssm.registry import AUTO
+from .cuda_graphs import CudaGraphStepsMixin
 from .device_checks import check_build_device, check_training_device
 from .energy import EnergyLoggingMixin
 from .network_report import network_report
@@ -22,11 +23,12 @@ from .resilience import ResilientTrainingMixin
 from .wrapped import unwrap
 
 
-class nnUNetTrainerSegResMamba(ResilientTrainingMixin, EnergyLoggingMixin, nnUNetTrainer):
+class nnUNetTrainerSegResMamba(CudaGraphStepsMixin, ResilientTrainingMixin, EnergyLoggingMixin, nnUNetTrainer):
     """SegResMamba in nnU-Net's pipeline with nnU-Net's own recipe: SGD with the poly schedule,
     Dice + CE, deep supervision on the decoder stages, GPU energy logged per epoch. Variants change
-    one thing each. Non-finite losses skip their step, checkpoints are written atomically and --c resumes
-    from the newest one that loads (ResilientTrainingMixin)."""
+    one thing each. Wherever nnU-Net compiles (a GPU, nnUNet_compile not false) the network is compiled and its
+    steps replay CUDA graphs (CudaGraphStepsMixin). Non-finite losses skip their step, checkpoints are written
+    atomically and --c resumes from the newest one that loads (ResilientTrainingMixin)."""
 
     # SegResMambaConfig options that variants change (the ablations of the paper's Table 4).
     network_options: dict = {}

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba, nnUNetTrainerSegResMambaCudaGraphs
+from nnunetv2_segresmamba.training import nnUNetTrainerSegResMamba
 
 PAUSE_ENV, RELEASE_ENV, NAN_ENV = "SEGRESMAMBA_TEST_PAUSE_AT", "SEGRESMAMBA_TEST_RELEASE", "SEGRESMAMBA_TEST_NAN_AT"
 MARKER = "FAULT POINT"
@@ -180,10 +180,6 @@ class nnUNetTrainerSegResMamba_CITiny(nnUNetTrainerSegResMamba):
         finally:
             if hook is not None:
                 hook.remove()
-
-
-class nnUNetTrainerSegResMambaCudaGraphs_CITiny(nnUNetTrainerSegResMambaCudaGraphs, nnUNetTrainerSegResMamba_CITiny):
-    """The CI-sized trainer with its network compiled with CUDA graphs (tests/test_gpu_training.py)."""
 
 
 class _NaNAt:

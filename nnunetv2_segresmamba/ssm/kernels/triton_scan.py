@@ -48,11 +48,6 @@ CARRY_BLOCK = 256
 # measured fastest at CHUNK 32 (docs/benchmarks.md, "Scan kernels").
 FORWARD_WARPS = 1
 BACKWARD_WARPS = 1
-# The layout of the chunk kernels' [channels, states, tokens] tiles: 0 keeps the tokens innermost, so that
-# Triton spreads them over a warp's lanes (each scan over the tokens crosses lanes, each sum over the states
-# stays within a thread); 1 makes the tiles [channels, tokens, states], the states over the lanes and the tokens
-# mostly within a thread (fewer lane crossings per scan, more per sum over the states).
-TOKEN_MAJOR = 0
 # Software-pipelining stages of the chunk kernels' loops over channels (the next channels' loads issued while
 # this one computes); 0 leaves Triton's default.
 FORWARD_STAGES = 0
@@ -106,35 +101,11 @@ def _rows(batch, d_start, chunk, L, channels, BLOCK_D: tl.constexpr, T: tl.const
 
 
 @triton.jit
-def _over_states(x, TOKEN_MAJOR: tl.constexpr):
-    """A [D, T] tensor, broadcast over the states of a chunk tile."""
-    if TOKEN_MAJOR:
-        return x[:, :, None]
-    else:
-        return x[:, None, :]
-
-
-@triton.jit
-def _over_tokens(x, TOKEN_MAJOR: tl.constexpr):
-    """A [D, N] tensor, broadcast over the tokens of a chunk tile."""
-    if TOKEN_MAJOR:
-        return x[:, None, :]
-    else:
-        return x[:, :, None]
-
-
-@triton.jit
-def _group_tile(batch, group, chunk, L, groups, N: tl.constexpr, N_POW2: tl.constexpr, T: tl.constexpr,
-                TOKEN_MAJOR: tl.constexpr):
-    """Offsets [N, T] (TOKEN_MAJOR: [T, N]) and mask of one chunk of one group of a (batch, groups, N, L) tensor
-    (B, C)."""
+def _group_tile(batch, group, chunk, L, groups, N: tl.constexpr, N_POW2: tl.constexpr, T: tl.constexpr):
+    """Offsets [N, T] and mask of one chunk of one group of a (batch, groups, N, L) tensor (B, C)."""
     n = tl.arange(0, N_POW2)
     t = chunk * T + tl.arange(0, T)
-    rows = (batch * groups + group) * N + n
-    if TOKEN_MAJOR:
-        return rows[None, :] * L + t[:, None], (t < L)[:, None] & (n < N)[None, :]
-    else:
-        return rows[:, None] * L + t[None, :], (n < N)[:, None] & (t < L)[None, :]
+    return ((batch * groups + group) * N + n)[:, None] * L + t[None, :], (n < N)[:, None] & (t < L)[None, :]
 
 
 @triton.jit
@@ -149,9 +120,8 @@ def _summary_tile(batch, chunk, d_start, n_chunks, channels, N: tl.constexpr, N_
 @triton.jit
 def _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
             N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
-            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SHIFT: tl.constexpr, TOKEN_MAJOR: tl.constexpr):
-    """(delta after bias/softplus [D, T], delta + bias before softplus [D, T], A [D, N], the decays a as a chunk
-    tile), fp32.
+            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SHIFT: tl.constexpr):
+    """(delta after bias/softplus [D, T], delta + bias before softplus [D, T], A [D, N], decay a [D, N, T]), fp32.
     SHIFT=1 reads delta one token later (the decays a_{t+1} of the adjoint recurrence); tokens past the end
     get delta 0: decay 1, no input."""
     rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, SHIFT)
@@ -167,15 +137,15 @@ def _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
     delta = tl.where(valid, delta, 0.0)
     n = tl.arange(0, N_POW2)
     A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=(n < N)[None, :], other=0.0).to(tl.float32)
-    return delta, delta_raw, A, tl.exp(_over_states(delta, TOKEN_MAJOR) * _over_tokens(A, TOKEN_MAJOR))
+    return delta, delta_raw, A, tl.exp(delta[:, None, :] * A[:, :, None])
 
 
 @triton.jit
-def _from_entering(local, cum_decay, entering_ptr, offsets, mask, TOKEN_MAJOR: tl.constexpr):
+def _from_entering(local, cum_decay, entering_ptr, offsets, mask):
     """A chunk's states scanned from a zero start, moved onto the true state entering the chunk (which step 2
     wrote at ``entering_ptr``): h_t = local_t + (decay_1 * ... * decay_t) * h_entering."""
     entering = tl.load(entering_ptr + offsets, mask=mask, other=0.0)
-    return local + cum_decay * _over_tokens(entering, TOKEN_MAJOR)
+    return local + cum_decay * entering[:, :, None]
 
 
 @triton.jit
@@ -191,34 +161,32 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TOKEN_MAJOR: tl.constexpr,
-                    TOKEN_AXIS: tl.constexpr, STATE_AXIS: tl.constexpr):
+                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
-    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T, TOKEN_MAJOR)
+    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
     Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
     Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
     for d_start in range(first, first + channels_per_program, BLOCK_D):
         delta, _, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
-                                     N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0, TOKEN_MAJOR)
+                                     N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
         rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
         u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-        inject = _over_states(delta * u, TOKEN_MAJOR) * Bm[None, :, :]
+        inject = (delta * u)[:, None, :] * Bm[None, :, :]
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
             # The end state from zero and the total decay, from the delta still to come after each token.
             later = tl.sum(delta, axis=1)[:, None] - tl.cumsum(delta, axis=1)
             tl.store(decay_ptr + summary, tl.exp(A * tl.sum(delta, axis=1)[:, None]), mask=summary_mask)
-            ends = tl.sum(inject * tl.exp(_over_tokens(A, TOKEN_MAJOR) * _over_states(later, TOKEN_MAJOR)),
-                          axis=TOKEN_AXIS)
-            tl.store(state_ptr + summary, ends, mask=summary_mask)
+            tl.store(state_ptr + summary, tl.sum(inject * tl.exp(A[:, :, None] * later[:, None, :]), axis=2),
+                     mask=summary_mask)
         else:
-            cum_decay, state = tl.associative_scan((decay, inject), TOKEN_AXIS, _compose)
+            cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
-                state = _from_entering(state, cum_decay, state_ptr, summary, summary_mask, TOKEN_MAJOR)
-            y = tl.sum(state * Cm[None, :, :], axis=STATE_AXIS)
+                state = _from_entering(state, cum_decay, state_ptr, summary, summary_mask)
+            y = tl.sum(state * Cm[None, :, :], axis=1)
             if HAS_D:
                 y += tl.load(D_ptr + d_start + tl.arange(0, BLOCK_D)).to(tl.float32)[:, None] * u
             tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=valid)
@@ -248,22 +216,17 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                      L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr,
-                     TOKEN_MAJOR: tl.constexpr, TOKEN_AXIS: tl.constexpr, STATE_AXIS: tl.constexpr):
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
     the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
     programs add to the same B/C gradients (a group split over several programs)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
-    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T, TOKEN_MAJOR)
+    bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
     Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
     Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
-    if TOKEN_MAJOR:
-        dB = tl.zeros([T, N_POW2], dtype=tl.float32)
-        dC = tl.zeros([T, N_POW2], dtype=tl.float32)
-    else:
-        dB = tl.zeros([N_POW2, T], dtype=tl.float32)
-        dC = tl.zeros([N_POW2, T], dtype=tl.float32)
+    dB = tl.zeros([N_POW2, T], dtype=tl.float32)
+    dC = tl.zeros([N_POW2, T], dtype=tl.float32)
     n = tl.arange(0, N_POW2)
     for d_start in range(first, first + channels_per_program, BLOCK_D):
         d = d_start + tl.arange(0, BLOCK_D)
@@ -271,35 +234,33 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
         dy = tl.load(dy_ptr + rows, mask=valid, other=0.0).to(tl.float32)
         # Adjoint recurrence dh_t = next_decay_t * dh_{t+1} + C_t * dy_t, scanned from the chunk's end.
         next_delta, _, A, next_decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
-                                               N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1, TOKEN_MAJOR)
+                                               N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 1)
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
             # dh at the first token from a zero right boundary, sum_t C_t dy_t exp(A (delta_1 + ... + delta_t)),
             # and the product of the shifted decays: cumulative sums of the shifted delta, no scan.
             earlier = tl.cumsum(next_delta, axis=1) - next_delta
             tl.store(decay_ptr + summary, tl.exp(A * tl.sum(next_delta, axis=1)[:, None]), mask=summary_mask)
-            first_token = tl.sum(Cm[None, :, :] * _over_states(dy, TOKEN_MAJOR)
-                                 * tl.exp(_over_tokens(A, TOKEN_MAJOR) * _over_states(earlier, TOKEN_MAJOR)),
-                                 axis=TOKEN_AXIS)
+            first_token = tl.sum(Cm[None, :, :] * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
+                                 axis=2)
             tl.store(adj_ptr + summary, first_token, mask=summary_mask)
         else:
-            cum_next_decay, adjoint = tl.associative_scan(
-                (next_decay, Cm[None, :, :] * _over_states(dy, TOKEN_MAJOR)), TOKEN_AXIS, _compose, reverse=True)
+            cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
+                                                          reverse=True)
             if HAS_STATE:
-                adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary, summary_mask, TOKEN_MAJOR)
+                adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary, summary_mask)
             delta, delta_raw, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
-                                                 N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0, TOKEN_MAJOR)
+                                                 N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
             u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-            inject = _over_states(delta * u, TOKEN_MAJOR) * Bm[None, :, :]
-            cum_decay, state = tl.associative_scan((decay, inject), TOKEN_AXIS, _compose)
+            inject = (delta * u)[:, None, :] * Bm[None, :, :]
+            cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
-                state = _from_entering(state, cum_decay, fwd_state_ptr, summary, summary_mask, TOKEN_MAJOR)
+                state = _from_entering(state, cum_decay, fwd_state_ptr, summary, summary_mask)
             # a_t * h_{t-1} = h_t - b_t: the decayed previous state, without a shifted copy of the states.
             decayed_previous = state - inject
-            weighted = adjoint * _over_states(delta, TOKEN_MAJOR)
-            du = tl.sum(weighted * Bm[None, :, :], axis=STATE_AXIS)
-            ddelta = tl.sum(adjoint * (_over_states(u, TOKEN_MAJOR) * Bm[None, :, :]
-                                       + _over_tokens(A, TOKEN_MAJOR) * decayed_previous), axis=STATE_AXIS)
+            weighted = adjoint * delta[:, None, :]
+            du = tl.sum(weighted * Bm[None, :, :], axis=1)
+            ddelta = tl.sum(adjoint * (u[:, None, :] * Bm[None, :, :] + A[:, :, None] * decayed_previous), axis=1)
             if HAS_D:
                 du += tl.load(D_ptr + d).to(tl.float32)[:, None] * dy
                 tl.atomic_add(dD_ptr + d, tl.sum(dy * u, axis=1))
@@ -309,10 +270,10 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                 tl.atomic_add(dbias_ptr + d, tl.sum(tl.where(valid, ddelta, 0.0), axis=1))
             tl.store(du_ptr + rows, du.to(du_ptr.dtype.element_ty), mask=valid)
             tl.store(ddelta_ptr + rows, ddelta.to(ddelta_ptr.dtype.element_ty), mask=valid)
-            tl.atomic_add(dA_ptr + d[:, None] * N + n[None, :],
-                          tl.sum(weighted * decayed_previous, axis=TOKEN_AXIS), mask=summary_mask)
-            dB += tl.sum(weighted * _over_states(u, TOKEN_MAJOR), axis=0)
-            dC += tl.sum(state * _over_states(dy, TOKEN_MAJOR), axis=0)
+            tl.atomic_add(dA_ptr + d[:, None] * N + n[None, :], tl.sum(weighted * decayed_previous, axis=2),
+                          mask=summary_mask)
+            dB += tl.sum(weighted * u[:, None, :], axis=0)
+            dC += tl.sum(state * dy[:, None, :], axis=0)
     if not SUMMARY:
         if ATOMIC_BC:
             tl.atomic_add(dB_ptr + bc, dB, mask=bc_mask)
@@ -336,8 +297,7 @@ def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_
     d_state = A.shape[1]
     sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
     meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
-                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, TOKEN_MAJOR=bool(TOKEN_MAJOR),
-                TOKEN_AXIS=1 if TOKEN_MAJOR else 2, STATE_AXIS=2 if TOKEN_MAJOR else 1)
+                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus)
     return (chunks, groups * splits, batch), sizes, meta, splits
 
 

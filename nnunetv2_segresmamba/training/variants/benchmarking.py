@@ -6,7 +6,7 @@ from nnunetv2.training.nnUNetTrainer.variants.benchmarking.nnUNetTrainerBenchmar
     nnUNetTrainerBenchmark_5epochs)
 
 from ..nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
-from .cuda_graphs import nnUNetTrainerSegResMambaCudaGraphs
+from .cuda_graphs import nnUNetTrainerSegResMambaNoCudaGraphs
 from ...benchmarking.pipeline_trainer import PipelineBenchmarkMixin
 
 
@@ -19,6 +19,6 @@ class nnUNetTrainerSegResMambaBenchmark_5epochs(PipelineBenchmarkMixin, nnUNetTr
     """nnUNetTrainerSegResMamba, timed the same way."""
 
 
-class nnUNetTrainerSegResMambaCudaGraphsBenchmark_5epochs(PipelineBenchmarkMixin, nnUNetTrainerBenchmark_5epochs,
-                                                          nnUNetTrainerSegResMambaCudaGraphs):
-    """nnUNetTrainerSegResMambaCudaGraphs, timed the same way."""
+class nnUNetTrainerSegResMambaNoCudaGraphsBenchmark_5epochs(PipelineBenchmarkMixin, nnUNetTrainerBenchmark_5epochs,
+                                                            nnUNetTrainerSegResMambaNoCudaGraphs):
+    """nnUNetTrainerSegResMambaNoCudaGraphs, timed the same way."""

@@ -1,59 +1,16 @@
-"""SegResMamba compiled with CUDA graphs: each training and validation step replays captured graphs instead of
-launching its kernels one by one from Python.
-
-At nnU-Net's small patches (Hippocampus: 40x56x40, batch 7) a SegResMamba step issues about 1700 kernels, and the
-CPU issuing them, not the GPU computing them, sets the step time. ``torch.compile(mode="reduce-overhead")``
-captures the compiled network's forward and backward passes in CUDA graphs; the loss, the gradient scaler and
-the optimizer stay as in nnU-Net. The graphs keep their own memory pool (reserved by PyTorch's allocator, not
-counted as allocated).
-"""
-
-from __future__ import annotations
-
-import torch
+"""How the network is compiled: nnUNetTrainerSegResMamba replays its steps from CUDA graphs
+(training/cuda_graphs.py); this variant compiles as nnU-Net compiles its own networks."""
 
 from ..nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
-from ..wrapped import is_compiled, unwrap
+
+
+class nnUNetTrainerSegResMambaNoCudaGraphs(nnUNetTrainerSegResMamba):
+    """``torch.compile(network)`` exactly as nnU-Net compiles, without CUDA graphs: slower steps at small patches,
+    less memory reserved (no graph pool)."""
+
+    compile_mode = None
 
 
 class nnUNetTrainerSegResMambaCudaGraphs(nnUNetTrainerSegResMamba):
-    """nnUNetTrainerSegResMamba with its network compiled in mode ``reduce-overhead`` (CUDA graphs) wherever nnU-Net
-    would compile it (a GPU, nnUNet_compile not false), on one GPU; under DDP (-num_gpus N) it compiles as the
-    default trainer does."""
-
-    compile_mode = "reduce-overhead"
-
-    def initialize(self) -> None:
-        super().initialize()  # nnU-Net's torch.compile(network), then DDP around it where -num_gpus > 1
-        if is_compiled(self.network) and not self.is_ddp:
-            self.network = torch.compile(unwrap(self.network), mode=self.compile_mode)
-            self.print_to_log_file(f"Compiled again with mode={self.compile_mode!r}: the training and validation "
-                                   f"steps replay CUDA graphs.")
-
-    def _uses_cuda_graphs(self) -> bool:
-        return self.was_initialized and is_compiled(self.network) and not self.is_ddp
-
-    def _new_step(self) -> None:
-        # Every step's outputs live in the graphs' memory pool until the next replay overwrites them; marking the
-        # step tells PyTorch that the previous step's outputs are no longer read.
-        if self._uses_cuda_graphs():
-            torch.compiler.cudagraph_mark_step_begin()
-
-    def train_step(self, batch: dict) -> dict:
-        self._new_step()
-        return super().train_step(batch)
-
-    def validation_step(self, batch: dict) -> dict:
-        self._new_step()
-        return super().validation_step(batch)
-
-    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        """The final sliding-window validation adds each output to the ones before it (and to its mirrored
-        copies), which replays would overwrite: it runs on the uncompiled network, the same weights."""
-        captured = self.network
-        if self._uses_cuda_graphs():
-            self.network = unwrap(captured)
-        try:
-            super().perform_actual_validation(save_probabilities)
-        finally:
-            self.network = captured
+    """nnUNetTrainerSegResMamba under the name it had while CUDA graphs were a variant: results trained under
+    this name still predict and resume."""

@@ -4,6 +4,8 @@ import torch
 
 from ..baseline_trainers import nnUNetTrainerEnergy
 from ..nnUNetTrainerSegResMamba import nnUNetTrainerSegResMamba
+from .optimizer import (nnUNetTrainerSegResMamba_AdamW1en3, nnUNetTrainerSegResMamba_AdamW3en4,
+                        nnUNetTrainerSegResMamba_SSMNoWD)
 
 
 class FixedEpochs:
@@ -47,6 +49,19 @@ class nnUNetTrainerSegResMamba_250epochs(FixedEpochs, nnUNetTrainerSegResMamba):
 
 class nnUNetTrainerSegResMamba_500epochs(FixedEpochs, nnUNetTrainerSegResMamba):
     epochs = 500
+
+
+# The recipe candidates at the length of the five-fold comparison (docs/results/hippocampus.md).
+class nnUNetTrainerSegResMamba_SSMNoWD_50epochs(FixedEpochs, nnUNetTrainerSegResMamba_SSMNoWD):
+    epochs = 50
+
+
+class nnUNetTrainerSegResMamba_AdamW1en3_50epochs(FixedEpochs, nnUNetTrainerSegResMamba_AdamW1en3):
+    epochs = 50
+
+
+class nnUNetTrainerSegResMamba_AdamW3en4_50epochs(FixedEpochs, nnUNetTrainerSegResMamba_AdamW3en4):
+    epochs = 50
 
 
 # nnU-Net's default trainer with energy logging, at the same lengths, for same-budget comparisons.
