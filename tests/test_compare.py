@@ -28,8 +28,8 @@ DICE = {BASELINE: {0: (0.80, 0.70, 0.75)},
 LOGS = {BASELINE: {0: [[60.0, 10.0, 12.0]]},
         OURS: {0: [[90.0, 20.0, 22.0], [70.0, 24.0]],  # resumed with --c: a second log, warm-up again
                1: [[80.0, 30.0], [26.0]]}}  # a log of one epoch keeps it
-ENERGY = {0: dict(total_kWh=0.0087, co2_kg=0.0053, peak_gpu_memory_GiB=2.1),
-          1: dict(total_kWh=0.0013, co2_kg=0.0008, peak_gpu_memory_GiB=2.5)}
+ENERGY = {0: dict(total_kWh=0.0087, co2_kg=0.0053, peak_gpu_memory_GiB=2.1, peak_gpu_reserved_GiB=3.9),
+          1: dict(total_kWh=0.0013, co2_kg=0.0008, peak_gpu_memory_GiB=2.5, peak_gpu_reserved_GiB=3.0)}
 
 
 def small_plans() -> dict:
@@ -126,6 +126,7 @@ def test_energy_memory_and_inference_summed_or_reported_missing(compared):
     baseline, ours = compared["rows"][BASELINE], compared["rows"][OURS]
     assert ours["energy_kWh"] == pytest.approx(0.0100) and ours["co2_kg"] == pytest.approx(0.0061)
     assert ours["energy_folds"] == [0, 1] and ours["peak_gpu_memory_GiB"] == pytest.approx(2.5)
+    assert ours["peak_gpu_reserved_GiB"] == pytest.approx(3.9)  # the largest over folds, like allocated memory
     assert ours["inference_s_per_case"] == pytest.approx(47.0 / 40) and ours["inference_folds"] == [0]
     assert ours["inference_devices"] == ["Fake GPU"] and ours["inference_tta"] == [False]
     assert "inference_time.json (fold 1)" in ours["missing"]
@@ -185,10 +186,11 @@ def test_the_figure_without_recorded_memory_plots_dice_against_energy_and_time(c
     from nnunetv2_segresmamba.comparison import write_outputs
     data = copy.deepcopy(compared["data"])
     for row in data["rows"]:
-        row["peak_gpu_memory_GiB"] = None
+        row["peak_gpu_memory_GiB"] = row["peak_gpu_reserved_GiB"] = None
     assert [key for key, _ in figure_panels(data["rows"])] == ["energy_kWh", "epoch_time_s"]
     assert (write_outputs(data, tmp_path)["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    nothing = [dict(row, peak_gpu_memory_GiB=None, energy_kWh=None, epoch_time_s=None) for row in data["rows"]]
+    nothing = [dict(row, peak_gpu_memory_GiB=None, peak_gpu_reserved_GiB=None, energy_kWh=None, epoch_time_s=None)
+               for row in data["rows"]]
     assert figure_panels(nothing) == [FIGURE_PANELS[0]]  # one panel that says so
 
 

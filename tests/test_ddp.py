@@ -40,6 +40,7 @@ def energy_on_rank(rank: int, folder: Path) -> dict:
     torch.cuda.get_device_properties = lambda device: props
     torch.cuda.get_device_name = lambda device: "Fake GPU"
     torch.cuda.max_memory_allocated = lambda device: (3 + 2 * rank) * 2 ** 30  # rank 1 peaks higher
+    torch.cuda.max_memory_reserved = lambda device: (6 - 2 * rank) * 2 ** 30  # rank 0 reserves more
     trainer = Trainer(folder, torch.device("cuda", 0))
     trainer.is_ddp, trainer.local_rank = True, rank
     trainer.nvml_module = FakeNVML(supported=rank == 0)
@@ -119,6 +120,7 @@ def test_two_ranks_on_gloo(tmp_path):
     summary = json.loads((tmp_path / "energy" / "energy.json").read_text())
     assert summary["world_size"] == 2 and summary["ranks_measured_last_epoch"] == 1
     assert summary["peak_gpu_memory_GiB"] == 5
+    assert summary["peak_gpu_reserved_GiB"] == 6
 
     # training: the NaN step skipped on both ranks, the other two applied identically
     first, second = (r["training"] for r in ranks)

@@ -75,6 +75,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Fake GPU")
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2 ** 30)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device: 4 * 2 ** 30)
 
 
 def test_energy_per_epoch_is_logged_and_summarised(tmp_path, fake_gpu, monkeypatch):
@@ -88,6 +89,7 @@ def test_energy_per_epoch_is_logged_and_summarised(tmp_path, fake_gpu, monkeypat
     assert summary["total_kWh"] == pytest.approx(4.5e3 / 3.6e6)
     assert summary["co2_kg"] == pytest.approx(0.5 * 4.5e3 / 3.6e6)
     assert summary["peak_gpu_memory_GiB"] == 3
+    assert summary["peak_gpu_reserved_GiB"] == 4
     assert sum("Epoch energy: 1.50 kJ" in line for line in trainer.lines) == 3
 
 

@@ -129,6 +129,7 @@ def collect_fold(fold_folder: Path, names: dict[str, str]) -> dict[str, Any]:
     energy = read_json(fold_folder / "energy.json") or {}
     fold["energy_kWh"], fold["co2_kg"] = number(energy.get("total_kWh")), number(energy.get("co2_kg"))
     fold["peak_gpu_memory_GiB"] = number(energy.get("peak_gpu_memory_GiB"))
+    fold["peak_gpu_reserved_GiB"] = number(energy.get("peak_gpu_reserved_GiB"))
     # Other processes computed on the fold's GPU (several trainings at once, scripts/train_folds.py --per-gpu):
     # its epoch times and the GPU's energy are not the training's own.
     fold["gpu_shared"] = bool(number(energy.get("gpu_other_processes_max")))
@@ -227,6 +228,10 @@ def collect_trainer(dataset_folder: Path, trainer: str, plans: str, configuratio
     row["peak_gpu_memory_GiB"] = max(peaks) if peaks else None
     if folds and not peaks:
         missing.append("peak GPU memory")
+    # Reserved memory counts CUDA graphs' pools, which allocated memory leaves out: with graphs it is the fair
+    # figure. energy.json written before it was recorded has none; that is not reported missing.
+    reserved = [fold["peak_gpu_reserved_GiB"] for fold in folds.values() if fold["peak_gpu_reserved_GiB"] is not None]
+    row["peak_gpu_reserved_GiB"] = max(reserved) if reserved else None
 
     timed = [k for k, fold in folds.items() if fold["inference_seconds"] is not None and fold["inference_cases"]]
     cases = sum(int(folds[k]["inference_cases"]) for k in timed)

@@ -18,13 +18,15 @@ def table_rows(comparison: dict) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of the table, raw values (None where missing); CSV and markdown format them."""
     rows, names = comparison["rows"], class_names(comparison["rows"])
     header = ["trainer", "folds present", *[f"Dice {n}" for n in names], "mean Dice", "params (M)", "GMACs",
-              "peak memory (GiB)", "epoch time (s)", "inference (s/case)", "energy (kWh)", "CO2 (kg)", "missing"]
+              "peak memory (GiB)", "peak reserved (GiB)", "epoch time (s)", "inference (s/case)", "energy (kWh)",
+              "CO2 (kg)", "missing"]
     body = []
     for row in rows:
         scale = lambda v, s: None if v is None else v / s  # noqa: E731
         body.append([row["trainer"], " ".join(map(str, row["folds_present"])),
                      *[row["dice_per_class"].get(n) for n in names], row["mean_dice"],
                      scale(row["params"], 1e6), scale(row["macs"], 1e9), row["peak_gpu_memory_GiB"],
+                     row.get("peak_gpu_reserved_GiB"),
                      row["epoch_time_s"], row["inference_s_per_case"], row["energy_kWh"], row["co2_kg"],
                      "; ".join(row["missing"])])
     return header, body
@@ -35,8 +37,8 @@ def _cell(value: Any, column: str) -> str:
         return MISSING
     if isinstance(value, str):
         return value
-    digits = {"params (M)": ".2f", "GMACs": ".1f", "peak memory (GiB)": ".2f", "epoch time (s)": ".1f",
-              "inference (s/case)": ".3f", "energy (kWh)": ".4g", "CO2 (kg)": ".4g"}
+    digits = {"params (M)": ".2f", "GMACs": ".1f", "peak memory (GiB)": ".2f", "peak reserved (GiB)": ".2f",
+              "epoch time (s)": ".1f", "inference (s/case)": ".3f", "energy (kWh)": ".4g", "CO2 (kg)": ".4g"}
     return format(value, digits.get(column, ".4f"))
 
 
@@ -52,7 +54,9 @@ def markdown(comparison: dict) -> str:
                   f"(expected folds: {fold_list(list(EXPECTED_FOLDS))}). Epoch time: {EPOCH_TIME_NOTE}. "
                   "Params and MACs: the trainer's network at batch 1 and the plan's patch size. Inference: "
                   "inference_time.json's seconds over its cases, summed over the folds that have one. Energy and CO2: "
-                  "GPU energy summed over the folds that recorded it. Peak memory: the largest over folds.", ""]
+                  "GPU energy summed over the folds that recorded it. Peak memory: the largest over folds and over "
+                  "the whole training (compiling included), allocated by PyTorch (weights, gradients, activations) "
+                  "and reserved by its allocator (its cache and CUDA graphs' memory pools included).", ""]
     for row in comparison["rows"]:
         partial = []
         if row.get("folds_sharing_gpu"):
@@ -92,6 +96,7 @@ def write_csv(comparison: dict, path: Path) -> None:
 # drawn when at least one trainer has that figure, so a results tree without peak memory (energy.json
 # written before it recorded memory) still gets a figure instead of an empty one.
 FIGURE_PANELS = (("peak_gpu_memory_GiB", "training memory (GiB, peak allocated)"),
+                 ("peak_gpu_reserved_GiB", "training memory (GiB, peak reserved, CUDA graphs' pools included)"),
                  ("energy_kWh", "training GPU energy (kWh, present folds summed)"),
                  ("epoch_time_s", "epoch time (s, mean, warm-up left out)"))
 

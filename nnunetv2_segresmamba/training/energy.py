@@ -60,14 +60,14 @@ class EnergyLoggingMixin:
         others = self._energy_counter.other_processes() if start is not None else None
         # Every rank takes part in the reduction, measured or not (a collective that only some ranks
         # enter never returns).
-        self._record_epoch_energy(*self._reduce_over_ranks(joules, _peak_memory_bytes(self.device), others))
+        self._record_epoch_energy(*self._reduce_over_ranks(joules, *_peak_memory_bytes(self.device), others))
         super().on_epoch_end()
 
-    def _reduce_over_ranks(self, joules: float | None, peak_bytes: float | None,
-                           others: int | None = None) -> tuple[float, int, int, float, int | None]:
-        """(joules summed over the ranks that measured, how many did, world size, peak memory of any rank, the
-        most other processes any rank saw on its GPU or None if no rank could tell)."""
-        local = torch.tensor([joules or 0.0, float(joules is not None), peak_bytes or 0.0,
+    def _reduce_over_ranks(self, joules: float | None, peak_bytes: float | None, peak_reserved_bytes: float | None,
+                           others: int | None = None) -> tuple[float, int, int, float, float, int | None]:
+        """(joules summed over the ranks that measured, how many did, world size, peak memory allocated and
+        reserved of any rank, the most other processes any rank saw on its GPU or None if no rank could tell)."""
+        local = torch.tensor([joules or 0.0, float(joules is not None), peak_bytes or 0.0, peak_reserved_bytes or 0.0,
                               -1.0 if others is None else float(others)], dtype=torch.float64)
         if not self.is_ddp:
             ranks = [local]
@@ -78,12 +78,12 @@ class EnergyLoggingMixin:
                      for _ in range(dist.get_world_size())]
             dist.all_gather(ranks, local.to(device))
         table = torch.stack([r.cpu() for r in ranks])
-        most_others = int(table[:, 3].max())
+        most_others = int(table[:, 4].max())
         return (float(table[:, 0].sum()), int(table[:, 1].sum()), len(ranks), float(table[:, 2].max()),
-                None if most_others < 0 else most_others)
+                float(table[:, 3].max()), None if most_others < 0 else most_others)
 
     def _record_epoch_energy(self, joules: float, ranks_measured: int, world_size: int, peak_bytes: float,
-                             others: int | None = None) -> None:
+                             peak_reserved_bytes: float, others: int | None = None) -> None:
         history = self.logger.local_logger.my_fantastic_logging
         if not ranks_measured and LOG_KEY not in history:
             return  # nothing measured, ever: no key, so nnU-Net's progress.png keeps all epochs
@@ -115,10 +115,16 @@ class EnergyLoggingMixin:
                            gpu_other_processes_max=max(known_others) if known_others else None,
                            # the largest over all ranks, since this process started (a resumed run counts from
                            # the resume)
-                           peak_gpu_memory_GiB=peak_bytes / 2 ** 30 if peak_bytes else None)
+                           peak_gpu_memory_GiB=peak_bytes / 2 ** 30 if peak_bytes else None,
+                           # what PyTorch's allocator held at most, its cache and CUDA graphs' memory pools
+                           # included (memory replayed graphs use is reserved, not counted as allocated)
+                           peak_gpu_reserved_GiB=peak_reserved_bytes / 2 ** 30 if peak_reserved_bytes else None)
             with open(join(self.output_folder, "energy.json"), "w") as handle:
                 json.dump(summary, handle, indent=1)
 
 
-def _peak_memory_bytes(device: torch.device) -> float | None:
-    return float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+def _peak_memory_bytes(device: torch.device) -> tuple[float | None, float | None]:
+    """(peak allocated, peak reserved) of this process on ``device``, or Nones off CUDA."""
+    if device.type != "cuda":
+        return None, None
+    return float(torch.cuda.max_memory_allocated(device)), float(torch.cuda.max_memory_reserved(device))
