@@ -15,7 +15,8 @@ folds that had their GPU to themselves: train at least one fold alone for those 
 every trainer finished.
 Run it again after an interruption: finished folds (checkpoint_final.pth and the validation summary
 written) are skipped, the others resume with `--c`. On a SLURM cluster, use scripts/slurm_submit.py.
-Logs: one file per training under --logs (fold_F.log; TRAINER_fold_F.log with several trainers). Exit code 1
+Logs: one file per training under --logs (fold_F.log; TRAINER_fold_F.log with several trainers). At the end it
+prints how many trainings finished per hour with that many at once (to choose --per-gpu by). Exit code 1
 if any training failed (the others still run).
 --cpu-jobs N trains N folds at a time with `-device cpu` instead (small trainers, tests).
 """
@@ -92,6 +93,7 @@ def main() -> int:
         print(f"{name(training)}: finished already, skipped", flush=True)
     queued = [t.fold for t in waiting] if not several else [f"{t.trainer} {t.fold}" for t in waiting]
     print(f"folds {queued} on {', '.join(slots)}", flush=True)
+    started, skipped = time.time(), len(done)
     while waiting or running:
         for slot in [s for s in slots if s not in running]:
             if not waiting:
@@ -110,6 +112,11 @@ def main() -> int:
                 (done if process.returncode == 0 else failed).append(training)
                 print(f"{name(training)} on {slot}: {'done' if process.returncode == 0 else 'FAILED'} "
                       f"after {time.time() - start:.0f} s (log {log_file(training)})", flush=True)
+    trained = len(done) - skipped
+    if trained:  # what --per-gpu is chosen by: trainings finished per hour with this many at once
+        hours = (time.time() - started) / 3600
+        print(f"{trained} training{'s' if trained > 1 else ''} finished in {hours * 60:.1f} min with "
+              f"{len(slots)} at once: {trained / hours:.2f} per hour", flush=True)
     # find_best_configuration compares the trainers on the same folds: those that every trainer finished.
     common = sorted(set.intersection(*({t.fold for t in done if t.trainer == trainer} for trainer in args.trainers)))
     if common:

@@ -1,9 +1,13 @@
 """scripts/train_folds.py's slots: how many folds train at once, and on which GPU each one runs."""
 
 import importlib.util
+import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_folds.py"
 
@@ -38,7 +42,8 @@ def test_per_gpu_below_one_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
-def test_several_trainers_share_the_slots_and_are_compared_on_the_folds_all_finished(tmp_path, monkeypatch):
+def test_several_trainers_share_the_slots_and_are_compared_on_the_folds_all_finished(tmp_path, monkeypatch,
+                                                                                     capsys):
     from nnunetv2_segresmamba.cluster.trainings import State, training_matrix
     script = load_script()
     trainings = training_matrix("4", ["A", "B"], ["3d_fullres"], [0, 1])
@@ -57,6 +62,8 @@ def test_several_trainers_share_the_slots_and_are_compared_on_the_folds_all_fini
     monkeypatch.setattr(script.subprocess, "Popen", Finished)
     monkeypatch.setattr(script.subprocess, "run", lambda command, check: ran.append(command))
     monkeypatch.setattr(script.time, "sleep", lambda seconds: None)
+    clock = itertools.count(0.0, 90.0)  # each reading of the clock 90 s later
+    monkeypatch.setattr(script.time, "time", lambda: next(clock))
     monkeypatch.setattr(sys, "argv", ["train_folds.py", "4", "A", "B", "--folds", "0", "1", "--cpu-jobs", "2",
                                       "--logs", str(tmp_path / "logs")])
     assert script.main() == 1  # a training failed; the others ran
@@ -64,3 +71,7 @@ def test_several_trainers_share_the_slots_and_are_compared_on_the_folds_all_fini
     (find_best,) = ran
     assert find_best[find_best.index("-tr") + 1:find_best.index("-p")] == ["A", "B"]
     assert find_best[find_best.index("-f") + 1:] == ["0"]  # fold 1 of B failed: compared on fold 0 only
+    # the two trainings that finished in this run (A fold 1 was finished before), per hour with 2 slots
+    minutes, rate = re.search(r"2 trainings finished in ([\d.]+) min with 2 at once: ([\d.]+) per hour",
+                              capsys.readouterr().out).groups()
+    assert float(rate) == pytest.approx(2 / (float(minutes) / 60), rel=0.01) and float(minutes) > 0
