@@ -61,16 +61,19 @@ def assert_matches_float64(batch, channels, d_state, groups, length, seed):
         assert rel(g, g_ref) < 1e-4, name
 
 
-@pytest.mark.parametrize("forward_programs_per_sm,backward_programs_per_sm,max_channel_block",
-                         [(1, 1, 1), (4096, 4096, 1), (4096, 4096, 2), (4096, 1, 2), (1, 4096, 1)])
+@pytest.mark.parametrize("forward_programs_per_sm,backward_programs_per_sm,max_channel_block,tiles_3d",
+                         [(1, 1, 1, 0), (4096, 4096, 1, 0), (4096, 4096, 2, 0), (4096, 1, 2, 0), (1, 4096, 1, 0),
+                          (1, 1, 1, 1), (4096, 4096, 2, 1)])
 def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, forward_programs_per_sm, backward_programs_per_sm,
-                                                       max_channel_block):
+                                                       max_channel_block, tiles_3d):
     # One program per group and chunk (B/C gradients stored), or a group's channels split over several
-    # programs (B/C gradients added atomically), in either pass; one or two channels per loop iteration.
+    # programs (B/C gradients added atomically), in either pass; one or two channels per loop iteration; B/C
+    # tiles loaded as [states, tokens] or as [1, states, tokens].
     from nnunetv2_segresmamba.ssm.kernels import triton_scan
     monkeypatch.setattr(triton_scan, "FORWARD_PROGRAMS_PER_SM", forward_programs_per_sm)
     monkeypatch.setattr(triton_scan, "BACKWARD_PROGRAMS_PER_SM", backward_programs_per_sm)
     monkeypatch.setattr(triton_scan, "MAX_CHANNEL_BLOCK", max_channel_block)
+    monkeypatch.setattr(triton_scan, "GROUP_TILES_3D", tiles_3d)
     batch, channels, groups = 1, 8, 2
     sm = triton_scan._multiprocessors(DEVICE)
     block = triton_scan.channel_block(channels // groups)

@@ -42,6 +42,11 @@ MAX_CHANNEL_BLOCK = 1
 # loading the group's B and C once more.
 FORWARD_PROGRAMS_PER_SM = 16
 BACKWARD_PROGRAMS_PER_SM = 4
+# 1: B and C tiles are loaded as [1, states, tokens], the shape they are used in. Where a row of B/C is aligned
+# for vector loads (length a multiple of 16), Triton then lays the chunk's tiles out with several tokens per
+# thread and carries that layout into the scans: fewer lane shuffles and instructions (compiled for sm_90), more
+# registers. 0: loaded as [states, tokens] and broadcast (one token per lane).
+GROUP_TILES_3D = 0
 # (batch, channel, state) elements per program of the sequential pass over chunks.
 CARRY_BLOCK = 256
 # Warps per program of the chunk kernels. One warp keeps each scan and sum within a warp (no shared memory):
@@ -109,6 +114,16 @@ def _group_tile(batch, group, chunk, L, groups, N: tl.constexpr, N_POW2: tl.cons
 
 
 @triton.jit
+def _load_group_tile(ptr, offsets, mask, TILES_3D: tl.constexpr):
+    """One chunk of one group of B or C as a [1, N, T] fp32 tile (offsets and mask from _group_tile)."""
+    if TILES_3D:
+        tile = tl.load(ptr + offsets[None, :, :], mask=mask[None, :, :], other=0.0).to(tl.float32)
+    else:
+        tile = tl.load(ptr + offsets, mask=mask, other=0.0).to(tl.float32)[None, :, :]
+    return tile
+
+
+@triton.jit
 def _summary_tile(batch, chunk, d_start, n_chunks, channels, N: tl.constexpr, N_POW2: tl.constexpr,
                   BLOCK_D: tl.constexpr):
     """Offsets [D, N] and mask of one chunk's row of a (batch, chunks, channels, N) summary tensor."""
@@ -161,20 +176,20 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr):
+                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
     bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
-    Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
-    Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    Bm = _load_group_tile(B_ptr, bc, bc_mask, TILES_3D)
+    Cm = _load_group_tile(C_ptr, bc, bc_mask, TILES_3D)
     for d_start in range(first, first + channels_per_program, BLOCK_D):
         delta, _, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
                                      N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
         rows, valid = _rows(batch, d_start, chunk, L, channels, BLOCK_D, T, 0)
         u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-        inject = (delta * u)[:, None, :] * Bm[None, :, :]
+        inject = (delta * u)[:, None, :] * Bm
         summary, summary_mask = _summary_tile(batch, chunk, d_start, n_chunks, channels, N, N_POW2, BLOCK_D)
         if SUMMARY:
             # The end state from zero and the total decay, from the delta still to come after each token.
@@ -186,7 +201,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_pt
             cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
                 state = _from_entering(state, cum_decay, state_ptr, summary, summary_mask)
-            y = tl.sum(state * Cm[None, :, :], axis=1)
+            y = tl.sum(state * Cm, axis=1)
             if HAS_D:
                 y += tl.load(D_ptr + d_start + tl.arange(0, BLOCK_D)).to(tl.float32)[:, None] * u
             tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=valid)
@@ -216,15 +231,16 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
                      L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, ATOMIC_BC: tl.constexpr):
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr,
+                     ATOMIC_BC: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
     the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
     programs add to the same B/C gradients (a group split over several programs)."""
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
     bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
-    Bm = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
-    Cm = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
+    Bm = _load_group_tile(B_ptr, bc, bc_mask, TILES_3D)
+    Cm = _load_group_tile(C_ptr, bc, bc_mask, TILES_3D)
     dB = tl.zeros([N_POW2, T], dtype=tl.float32)
     dC = tl.zeros([N_POW2, T], dtype=tl.float32)
     n = tl.arange(0, N_POW2)
@@ -241,26 +257,26 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_
             # and the product of the shifted decays: cumulative sums of the shifted delta, no scan.
             earlier = tl.cumsum(next_delta, axis=1) - next_delta
             tl.store(decay_ptr + summary, tl.exp(A * tl.sum(next_delta, axis=1)[:, None]), mask=summary_mask)
-            first_token = tl.sum(Cm[None, :, :] * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
+            first_token = tl.sum(Cm * dy[:, None, :] * tl.exp(A[:, :, None] * earlier[:, None, :]),
                                  axis=2)
             tl.store(adj_ptr + summary, first_token, mask=summary_mask)
         else:
-            cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm[None, :, :] * dy[:, None, :]), 2, _compose,
+            cum_next_decay, adjoint = tl.associative_scan((next_decay, Cm * dy[:, None, :]), 2, _compose,
                                                           reverse=True)
             if HAS_STATE:
                 adjoint = _from_entering(adjoint, cum_next_decay, adj_ptr, summary, summary_mask)
             delta, delta_raw, A, decay = _decays(delta_ptr, A_ptr, bias_ptr, batch, d_start, chunk, L, channels,
                                                  N, N_POW2, BLOCK_D, T, HAS_BIAS, SOFTPLUS, 0)
             u = tl.load(u_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-            inject = (delta * u)[:, None, :] * Bm[None, :, :]
+            inject = (delta * u)[:, None, :] * Bm
             cum_decay, state = tl.associative_scan((decay, inject), 2, _compose)
             if HAS_STATE:
                 state = _from_entering(state, cum_decay, fwd_state_ptr, summary, summary_mask)
             # a_t * h_{t-1} = h_t - b_t: the decayed previous state, without a shifted copy of the states.
             decayed_previous = state - inject
             weighted = adjoint * delta[:, None, :]
-            du = tl.sum(weighted * Bm[None, :, :], axis=1)
-            ddelta = tl.sum(adjoint * (u[:, None, :] * Bm[None, :, :] + A[:, :, None] * decayed_previous), axis=1)
+            du = tl.sum(weighted * Bm, axis=1)
+            ddelta = tl.sum(adjoint * (u[:, None, :] * Bm + A[:, :, None] * decayed_previous), axis=1)
             if HAS_D:
                 du += tl.load(D_ptr + d).to(tl.float32)[:, None] * dy
                 tl.atomic_add(dD_ptr + d, tl.sum(dy * u, axis=1))
@@ -297,7 +313,7 @@ def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_
     d_state = A.shape[1]
     sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
     meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
-                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus)
+                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, TILES_3D=bool(GROUP_TILES_3D))
     return (chunks, groups * splits, batch), sizes, meta, splits
 
 
