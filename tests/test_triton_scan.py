@@ -83,6 +83,25 @@ def test_every_kernel_setting_gives_the_same_gradients(monkeypatch, forward_prog
     assert_matches_float64(batch, channels, 16, groups, 70, seed=11)
 
 
+@pytest.mark.parametrize("length", [72, 70])
+@pytest.mark.parametrize("tiles_3d", [0, 1])
+def test_aligned_rows_give_the_same_gradients(monkeypatch, length, tiles_3d):
+    # The kernels told that the token count is a multiple of 8 (72) or of 2 (70), with either tile shape.
+    from nnunetv2_segresmamba.ssm.kernels import triton_scan
+    monkeypatch.setattr(triton_scan, "ALIGN_ROWS", 1)
+    monkeypatch.setattr(triton_scan, "GROUP_TILES_3D", tiles_3d)
+    assert triton_scan.row_alignment(length) == (8 if length == 72 else 2)
+    assert_matches_float64(2, 8, 16, 2, length, seed=13)
+
+
+def test_row_alignment_is_the_largest_power_of_two_up_to_16_dividing_the_length(monkeypatch):
+    from nnunetv2_segresmamba.ssm.kernels import triton_scan
+    monkeypatch.setattr(triton_scan, "ALIGN_ROWS", 1)
+    assert [triton_scan.row_alignment(n) for n in (11200, 1400, 175, 96, 262144)] == [16, 8, 1, 16, 16]
+    monkeypatch.setattr(triton_scan, "ALIGN_ROWS", 0)
+    assert triton_scan.row_alignment(1400) == 1
+
+
 def test_half_inputs_keep_the_state_in_float32():
     # Decay ~1 and a large input drive the state to ~1e6, past float16's 65504; the read-out is small.
     length, channels = 150, 4

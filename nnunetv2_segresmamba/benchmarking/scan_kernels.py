@@ -21,7 +21,8 @@ from .baselines import nnunet_topology
 COLUMNS = ["setting", "scans", "forward_ms", "forward_ms_ratio", "backward_ms", "backward_ms_ratio"]
 BY_SCAN_COLUMNS = ["setting", "scan", "forward_ms", "forward_ms_ratio", "backward_ms", "backward_ms_ratio"]
 SETTABLE = ("CHUNK", "MAX_CHANNEL_BLOCK", "FORWARD_PROGRAMS_PER_SM", "BACKWARD_PROGRAMS_PER_SM", "CARRY_BLOCK",
-            "FORWARD_WARPS", "BACKWARD_WARPS", "FORWARD_STAGES", "BACKWARD_STAGES", "GROUP_TILES_3D")
+            "FORWARD_WARPS", "BACKWARD_WARPS", "FORWARD_STAGES", "BACKWARD_STAGES", "GROUP_TILES_3D",
+            "ALIGN_ROWS")
 
 
 def network_scan_shapes(patch_size: tuple[int, ...], num_classes: int, batch: int) -> list[ScanShape]:

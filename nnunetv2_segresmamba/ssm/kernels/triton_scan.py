@@ -47,6 +47,10 @@ BACKWARD_PROGRAMS_PER_SM = 4
 # thread and carries that layout into the scans: fewer lane shuffles and instructions (compiled for sm_90), more
 # registers. 0: loaded as [states, tokens] and broadcast (one token per lane).
 GROUP_TILES_3D = 0
+# 1: the chunk kernels are told the largest power of two (at most 16) that divides the number of tokens. Triton
+# knows by itself when a length is a multiple of 16 and then loads rows with vector loads; told, it does so for
+# lengths such as 1400 (a multiple of 8) too. 0: only what Triton infers.
+ALIGN_ROWS = 0
 # (batch, channel, state) elements per program of the sequential pass over chunks.
 CARRY_BLOCK = 256
 # Warps per program of the chunk kernels. One warp keeps each scan and sum within a warp (no shared memory):
@@ -65,6 +69,14 @@ def _stages(stages: int) -> dict:
 
 def num_chunks(length: int) -> int:
     return -(-length // CHUNK)
+
+
+def row_alignment(length: int) -> int:
+    """The largest power of two, at most 16, that divides ``length`` (1 where ALIGN_ROWS is off)."""
+    align = 16 if ALIGN_ROWS else 1
+    while length % align:
+        align //= 2
+    return align
 
 
 def channel_block(channels_per_group: int) -> int:
@@ -173,12 +185,13 @@ def _first_channel(channels_per_group, channels_per_program, splits):
 
 @triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, decay_ptr, state_ptr,
-                    L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
+                    L_units, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                     N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr):
+                    SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr, ROW_ALIGN: tl.constexpr):
     """SUMMARY: write each chunk's total decay and end state from zero (step 1).
     Else: scan from the entering state (if HAS_STATE) and write y (step 3)."""
+    L = L_units * ROW_ALIGN  # the number of tokens, known to Triton as a multiple of ROW_ALIGN
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
     bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
@@ -228,14 +241,15 @@ def _carry_kernel(decay_ptr, state_ptr, n_chunks, elements, REVERSE: tl.constexp
 def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_ptr, fwd_state_ptr,
                      decay_ptr, adj_ptr,
                      du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                     L, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
+                     L_units, channels, groups, channels_per_group, channels_per_program, splits, n_chunks,
                      N: tl.constexpr, N_POW2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr,
+                     SUMMARY: tl.constexpr, HAS_STATE: tl.constexpr, TILES_3D: tl.constexpr, ROW_ALIGN: tl.constexpr,
                      ATOMIC_BC: tl.constexpr):
     """SUMMARY: each chunk's adjoint dh at its first token from a zero right boundary, and the product of
     the shifted decays (step 1 of the adjoint recurrence). Else: the gradients (step 3). ATOMIC_BC: other
     programs add to the same B/C gradients (a group split over several programs)."""
+    L = L_units * ROW_ALIGN  # the number of tokens, known to Triton as a multiple of ROW_ALIGN
     chunk, batch = tl.program_id(0), tl.program_id(2)
     group, first = _first_channel(channels_per_group, channels_per_program, splits)
     bc, bc_mask = _group_tile(batch, group, chunk, L, groups, N, N_POW2, T)
@@ -311,9 +325,10 @@ def _launch(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, has_D: bool, has_
     chunks = num_chunks(length)
     splits = channel_splits(per_group, block, chunks * groups * batch, programs_per_sm, u.device)
     d_state = A.shape[1]
-    sizes = (length, channels, groups, per_group, per_group // splits, splits, chunks)
+    align = row_alignment(length)
+    sizes = (length // align, channels, groups, per_group, per_group // splits, splits, chunks)
     meta = dict(N=d_state, N_POW2=triton.next_power_of_2(d_state), BLOCK_D=block, T=CHUNK,
-                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, TILES_3D=bool(GROUP_TILES_3D))
+                HAS_D=has_D, HAS_BIAS=has_bias, SOFTPLUS=softplus, TILES_3D=bool(GROUP_TILES_3D), ROW_ALIGN=align)
     return (chunks, groups * splits, batch), sizes, meta, splits
 
 
