@@ -76,7 +76,8 @@ def test_the_script_prints_the_table_and_writes_the_json(tmp_path, monkeypatch, 
     runpy.run_path(str(REPO / "scripts" / "cross_validation.py"), run_name="__main__")
     table = capsys.readouterr().out
     mean = statistics.fmean([0.81, 0.815, 0.815, 0.815])
-    assert f"| {OURS} | 50 | {mean:.4f} (4 of 5 folds) | 0.8100 / 0.8150 / 0.8150 / 0.8150 / — | 0.0138 (0.0063), 8 | 4 / 1 |" in table
+    assert (f"| {OURS} | 50 | {mean:.4f} (4 of 5 folds) | 0.8100 / 0.8150 / 0.8150 / 0.8150 / — "
+            f"| 0.0138 (0.0063), 8 | 4 / 1 |") in table
     written = json.loads(out.read_text())
     assert f"| {BASE} | 50 | 0.8000 | " in table  # all five folds: no count
     assert list(written)[:3] == ["device", "dataset", "command"]
